@@ -59,6 +59,10 @@ class VectorIndexError(AudiosimError):
     """A vector index is missing, stale or inconsistent with its collection."""
 
 
+class AnomalyModelError(AudiosimError):
+    """An anomaly model cannot be fitted on the given vectors, or a saved one is unreadable or invalid."""
+
+
 class DatasetError(AudiosimError):
     """A benchmark dataset is missing or malformed."""
 

@@ -1,7 +1,7 @@
 """``audiosim anomaly``: fit an anomaly model on a collection's normal vectors, score clips, evaluate.
 
 The model lives inside the collection (``DIR/anomaly/``: ``scorer.json`` + ``scorer.npz``, see
-:mod:`audiosim.indexes.anomaly`). It is fitted on the vectors **as stored** (the collection's
+:mod:`audiosim.anomaly.scorers`). It is fitted on the vectors **as stored** (the collection's
 embedder and pooling, without the optional index post-processing), and ``score`` embeds clips
 the same way (same embedder, weights, pooling and segment length), so both sides live in one space.
 """
@@ -19,7 +19,7 @@ SCORER_HELP = ("Scorer: mahalanobis, knn or lof, optionally with options as name
 
 
 def _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile):
-    from audiosim.indexes.anomaly import ScorerConfig
+    from audiosim.anomaly.scorers import ScorerConfig
 
     return ScorerConfig.parse(scorer, covariance=covariance, k=k, metric=metric, reduce=reduce,
                               l2=True if l2 else None, pca=pca, percentile=percentile)
@@ -61,7 +61,7 @@ def fit_cmd(collection_dir, where, scorer, covariance, k, metric, reduce, l2, pc
 
     from audiosim.engine.store import Collection
     from audiosim.errors import AudiosimError
-    from audiosim.indexes.anomaly import make_scorer
+    from audiosim.anomaly.scorers import make_scorer
 
     config = _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile)
     coll = Collection.open(collection_dir)
@@ -108,7 +108,7 @@ def score_cmd(clips, collection_dir, weights, as_json):
     from audiosim.engine.search import embed_file, embedder_for
     from audiosim.engine.store import Collection
     from audiosim.errors import AudiosimError, VectorIndexError
-    from audiosim.indexes.anomaly import load_scorer
+    from audiosim.anomaly.scorers import load_scorer
 
     coll = Collection.open(collection_dir)
     if not (coll.root / MODEL_DIR).is_dir():

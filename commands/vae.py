@@ -64,9 +64,9 @@ def train_cmd(folder, collection_dir, out_dir, epochs, latent_dim, beta, warmup_
         raise click.BadParameter(f"expected comma-separated integers, got {channels!r}", param_hint="--channels")
 
     from audiosim.engine.embedders.vae import parse_features
-    from audiosim.engine.vae_data import MelConfig, default_cache_root, load_logmels, paths_from_collection, paths_from_folder
-    from audiosim.engine.vae_model import VAEConfig
-    from audiosim.engine.vae_train import TrainConfig, train_vae
+    from audiosim.engine.vae.data import MelConfig, default_cache_root, load_logmels, paths_from_collection, paths_from_folder
+    from audiosim.engine.vae.model import VAEConfig
+    from audiosim.engine.vae.train import TrainConfig, train_vae
 
     mel = MelConfig(n_mels=n_mels, frames=frames, hop_frames=hop_frames or max(frames // 2, 1))
     model_cfg = VAEConfig(n_mels=n_mels, frames=frames, channels=chans, latent_dim=latent_dim, bottleneck=bottleneck)

@@ -14,7 +14,8 @@ from audiosim.engine.ingest import segment_frames
 from audiosim.engine.pooling import PoolingSpec
 from audiosim.engine.store import Collection
 from audiosim.errors import CollectionMismatchError, VectorIndexError
-from audiosim.indexes.flat import FlatIndex, make_index
+from audiosim.indexes.base import VectorIndex as FlatIndex
+from audiosim.indexes.kinds import load_index as _load_saved, make_index
 
 INDEX_DIR = "index"
 
@@ -75,7 +76,7 @@ def load_index(collection: Collection) -> FlatIndex:
     """The saved index, rebuilt first when missing or older than the collection."""
     d = collection.root / INDEX_DIR
     try:
-        index, sidecar = FlatIndex.load(d)
+        index, sidecar = _load_saved(d)
     except VectorIndexError:
         return build_index(collection)
     stale = (sidecar.get("collection_revision") != collection.manifest["revision"] or len(index) != len(collection)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from audiosim.errors import DownloadError, WeightsNotFoundError
+from audiosim.files import digests as _digests, sha256_file  # noqa: F401 (sha256_file is part of this module's API)
 
 MODELS_ENV = "AUDIOSIM_MODELS"
 CACHE_ENV = "AUDIOSIM_CACHE"
@@ -46,20 +47,6 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "audiosim"
-
-
-def sha256_file(path: str | Path) -> str:
-    return _digests(path, ("sha256",))["sha256"]
-
-
-def _digests(path: str | Path, algorithms: Sequence[str]) -> dict[str, str]:
-    """Several hex digests of a file in one read."""
-    hashes = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            for h in hashes.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashes.items()}
 
 
 def sha256_tree(path: str | Path) -> str:

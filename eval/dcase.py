@@ -15,15 +15,14 @@ trains), and the ID's test clips are scored. AUC and pAUC per machine type and I
 arithmetic and harmonic means go to ``results.json`` and ``report.md``; per-clip scores to
 ``anomaly_scores.csv``; ROC curves to ``roc_<scorer>.png``.
 
-Besides the vector scorers of :mod:`audiosim.indexes.anomaly`, the scorer ``vae[:epochs=..]``
-(:class:`audiosim.engine.vae_scorer.VaeScorer`) trains one GLU-ConvVAE per group on the normal training clips and scores
+Besides the vector scorers of :mod:`audiosim.anomaly.scorers`, the scorer ``vae[:epochs=..]``
+(:class:`audiosim.anomaly.vae_scorer.VaeScorer`) trains one GLU-ConvVAE per group on the normal training clips and scores
 clips by reconstruction error (torch needed; the embedder is then not used for that scorer).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -32,8 +31,9 @@ from typing import Sequence
 
 import numpy as np
 
-from audiosim.engine.vae_scorer import VaeScorer
+from audiosim.anomaly.vae_scorer import VaeScorer
 from audiosim.errors import DatasetError
+from audiosim.files import slug
 
 NAME_RE = re.compile(r"^(normal|anomaly)_id_([0-9A-Za-z]+)_", re.IGNORECASE)
 SPLITS = ("train", "test")
@@ -114,10 +114,6 @@ def embed_paths(embedder, paths: Sequence[str], pooling, *, progress: bool = Tru
     return np.stack(out).astype(np.float32)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9+._=-]+", "_", text).strip("_")
-
-
 def _evaluate_groups(clips: Sequence[DcaseClip], fit_score, *, fit_per: str, max_fpr: float) -> dict:
     """The per machine type / ID loop; ``fit_score(train_idx, test_idx, name)`` -> (test scores, threshold)."""
     from audiosim.eval.anomaly_metrics import group_metrics, summarize
@@ -149,7 +145,7 @@ def _evaluate_groups(clips: Sequence[DcaseClip], fit_score, *, fit_per: str, max
 def evaluate_vectors(clips: Sequence[DcaseClip], X: np.ndarray, scorer_spec: str, *, fit_per: str = "id",
                      max_fpr: float = 0.1) -> dict:
     """Fit and score per machine type and ID on precomputed vectors (rows aligned with ``clips``)."""
-    from audiosim.indexes.anomaly import make_scorer
+    from audiosim.anomaly.scorers import make_scorer
 
     def fit_score(train, test, _name):
         scorer = make_scorer(scorer_spec).fit(X[train])
@@ -176,18 +172,16 @@ def evaluate_vae(clips: Sequence[DcaseClip], scorer: VaeScorer, out_dir: Path, *
 
 def run_dcase_eval(root: str | Path, out: str | Path, config: DcaseConfig) -> dict:
     """Embed the dataset once, evaluate each scorer, write results.json, report.md, CSV and ROC PNGs."""
-    from audiosim.engine.embedders import get_embedder
+    from audiosim.engine.embedders import make_embedder
     from audiosim.engine.pooling import PoolingSpec
     from audiosim.eval.anomaly_metrics import markdown_table, roc_png
-    from audiosim.indexes.anomaly import ScorerConfig
+    from audiosim.eval.report import write_results
+    from audiosim.anomaly.scorers import ScorerConfig
 
     t0 = time.perf_counter()
     clips = scan_dcase(root)
     specs = [VaeScorer.parse(s).spec if VaeScorer.matches(s) else ScorerConfig.parse(s).spec for s in config.scorers]
-    opts = dict(config.embedder_options)
-    if config.weights is not None:
-        opts["weights"] = config.weights
-    model = get_embedder(config.embedder, **opts)
+    model = make_embedder(config.embedder, weights=config.weights, options=config.embedder_options)
     pooling = PoolingSpec.parse(config.pooling)
     vector_scorers = [s for s in specs if not VaeScorer.matches(s)]
     X = embed_paths(model, [c.path for c in clips], pooling, progress=config.progress,
@@ -222,7 +216,7 @@ def run_dcase_eval(root: str | Path, out: str | Path, config: DcaseConfig) -> di
     best = max(results["scorers"], key=lambda s: results["scorers"][s]["overall"]["auc_mean"])
     results["best_scorer"] = best
     results["seconds"] = {"embedding": round(embed_s, 2), "total": round(time.perf_counter() - t0, 2)}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     with open(out / "anomaly_scores.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["scorer", "machine", "id", "file", "anomalous", "score", "verdict"])
         w.writeheader()

@@ -39,10 +39,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from audiosim.errors import AudiosimError
+from audiosim.indexes.vectors import METRICS as DISTANCES, l2_normalize
 
 KS = (1, 2, 3, 4, 5, 10)
 PROTOCOLS = ("loo", "xfold")
-DISTANCES = ("cosine", "euclidean")
 LEVELS = ("sub", "super")
 MAX_THESIS_K = 16  # the thesis baseline enumerates the 2**K hit patterns of a top-K list
 
@@ -58,9 +58,9 @@ def similarity_matrix(X: np.ndarray, metric: str) -> np.ndarray:
     if x.ndim != 2:
         raise MetricsError(f"vectors must be shaped [n, d], got {x.shape}")
     if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = l2_normalize(x, dtype=np.float64)
         return x @ x.T
-    if metric in ("euclidean", "l2"):
+    if metric == "euclidean":
         sq = np.einsum("ij,ij->i", x, x)
         return -np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
     raise MetricsError(f"distance must be one of {DISTANCES}, got {metric!r}")
@@ -219,6 +219,12 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
         return float("nan"), float("nan")
     lo, hi = np.percentile(s, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
+
+
+def mean_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement, seeded)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return percentile_ci(bootstrap_means(v, bootstrap_weights(v.size, n_boot=n_boot, seed=seed)), level)
 
 
 # --------------------------------------------------------------------------- random baselines

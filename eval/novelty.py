@@ -12,7 +12,6 @@ No label is used to fit anything except the choice of which class is normal.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ def novelty_aucs(X: np.ndarray, targets: np.ndarray, folds: np.ndarray, scorer: 
                  max_fpr: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(classes, AUC per class, pAUC per class): fit on a class's other-fold clips, score the test fold."""
     from audiosim.eval.anomaly_metrics import auc_pauc
-    from audiosim.indexes.anomaly import make_scorer
+    from audiosim.anomaly.scorers import make_scorer
 
     targets, folds = np.asarray(targets), np.asarray(folds)
     test = folds == test_fold
@@ -56,21 +55,13 @@ def novelty_aucs(X: np.ndarray, targets: np.ndarray, folds: np.ndarray, scorer: 
     return classes, auc, pauc
 
 
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the mean over resampled classes."""
-    rng = np.random.default_rng(seed)
-    v = np.asarray(values, dtype=np.float64)
-    boots = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
-    a = (1 - level) / 2
-    return float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
-
-
 def summarize_classes(auc: np.ndarray, pauc: np.ndarray) -> dict:
     from audiosim.eval.anomaly_metrics import hmean
+    from audiosim.eval.metrics import mean_ci
 
     return {"auc_mean": float(auc.mean()), "auc_hmean": hmean(auc), "auc_std": float(auc.std(ddof=1)),
-            "auc_ci95": bootstrap_ci(auc), "auc_min": float(auc.min()),
-            "pauc_mean": float(pauc.mean()), "pauc_hmean": hmean(pauc), "pauc_ci95": bootstrap_ci(pauc)}
+            "auc_ci95": mean_ci(auc), "auc_min": float(auc.min()),
+            "pauc_mean": float(pauc.mean()), "pauc_hmean": hmean(pauc), "pauc_ci95": mean_ci(pauc)}
 
 
 @dataclass(frozen=True)
@@ -91,8 +82,9 @@ class NoveltyConfig:
 def run_novelty(config: NoveltyConfig) -> dict:
     """Evaluate every embedder x pooling x scorer; write results.json and report.md into ``config.out``."""
     from audiosim.engine.pooling import PoolingSpec
-    from audiosim.eval.bench import esc50_vectors
-    from audiosim.indexes.anomaly import ScorerConfig
+    from audiosim.eval.esc50_cache import esc50_vectors
+    from audiosim.eval.report import write_results
+    from audiosim.anomaly.scorers import ScorerConfig
 
     t_start = time.perf_counter()
     specs = [ScorerConfig.parse(s).spec for s in config.scorers]
@@ -126,14 +118,14 @@ def run_novelty(config: NoveltyConfig) -> dict:
                 if config.progress:
                     print(f"{emb:<8} {pooling:<16} {spec:<48} AUC {entry['auc_mean']:.4f}  pAUC {entry['pauc_mean']:.4f}",
                           flush=True)
-                (out / "results.json").write_text(json.dumps(results, indent=2))
+                write_results(out, results)
     best = {}
     for r in results["runs"]:
         if r["embedder"] not in best or r["auc_mean"] > best[r["embedder"]]["auc_mean"]:
             best[r["embedder"]] = r
     results["best"] = {e: {k: r[k] for k in ("pooling", "scorer", "auc_mean", "pauc_mean", "auc_ci95")} for e, r in best.items()}
     results["seconds"] = round(time.perf_counter() - t_start, 2)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_results(out, results)
     (out / "report.md").write_text(report(results))
     return results
 

@@ -5,9 +5,7 @@ Figures use matplotlib's Agg backend, imported inside the functions that draw.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,33 +20,11 @@ PROTOCOL_TEXT = {
 CLS = (("accuracy", "Accuracy"), ("macro_precision", "Precision"), ("macro_recall", "Recall"), ("macro_f1", "F1"))
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
-def _clean(o):
-    """NaN/inf -> None so results.json is strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
 def write_results(out: str | Path, results: dict) -> Path:
-    path = Path(out) / RESULTS
-    tmp = path.with_name("." + RESULTS + ".tmp")
-    tmp.write_text(json.dumps(_clean(json.loads(json.dumps(results, default=_json_default))), indent=2))
-    os.replace(tmp, path)
-    return path
+    """``results.json`` in ``out``: strict JSON (NaN -> null), written atomically. Every benchmark writes through this."""
+    from audiosim.files import write_json_atomic
+
+    return write_json_atomic(Path(out) / RESULTS, results, sort_keys=False)
 
 
 def _f(x, digits: int = 3) -> str:
@@ -194,8 +170,9 @@ def plot_pca(path: str | Path, X: np.ndarray, groups: np.ndarray, names: list[st
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    x = np.asarray(X, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    from audiosim.indexes.vectors import l2_normalize
+
+    x = l2_normalize(X, dtype=np.float64)
     xy = PCA(n_components=2, random_state=0).fit_transform(x)
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = plt.get_cmap("tab10")

@@ -27,14 +27,14 @@ spec under ``postprocess`` and :func:`audiosim.engine.search.index_vectors` appl
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from audiosim.errors import VectorIndexError
+from audiosim.files import write_json_atomic, write_npz_atomic
+from audiosim.indexes.vectors import l2_normalize
 
 SPEC_FILE = "postprocess.json"
 ARRAYS_FILE = "postprocess.npz"
@@ -109,10 +109,6 @@ def canonical_spec(spec: str | None) -> str | None:
 
 def _signed_power(x: np.ndarray, alpha: float) -> np.ndarray:
     return np.sign(x) * np.abs(x) ** alpha
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 class Postprocessor:
@@ -191,7 +187,7 @@ class Postprocessor:
         if step.op == "power":
             return _signed_power(x, step.value if step.value is not None else 0.5)
         if step.op == "l2":
-            return _l2(x)
+            return l2_normalize(x, dtype=np.float64)
         raise VectorIndexError(f"unknown post-processing step {step.op!r}")
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -220,12 +216,8 @@ class Postprocessor:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         arrays = {f"s{i}_{k}": v for i, p in enumerate(self._params) for k, v in p.items()}
-        tmp = d / f".{uuid.uuid4().hex}.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, d / ARRAYS_FILE)
-        tmp_json = d / f".{SPEC_FILE}.{uuid.uuid4().hex}.tmp"
-        tmp_json.write_text(json.dumps(self.describe(), indent=2, sort_keys=True))
-        os.replace(tmp_json, d / SPEC_FILE)
+        write_npz_atomic(d / ARRAYS_FILE, **arrays)
+        write_json_atomic(d / SPEC_FILE, self.describe())
 
     @classmethod
     def load(cls, directory: str | Path) -> "Postprocessor":

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from audiosim.indexes.flat import make_index
+from audiosim.indexes.kinds import make_index
 
 
 def main() -> None:

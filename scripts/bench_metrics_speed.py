@@ -42,7 +42,7 @@ def main() -> None:
         X = (rng.standard_normal((2000, args.dim)) + 0.5 * rng.standard_normal((50, args.dim))[targets]).astype(np.float32)
         source = f"synthetic {X.shape}"
     else:
-        from audiosim.eval.bench import esc50_vectors
+        from audiosim.eval.esc50_cache import esc50_vectors
 
         esc, X = esc50_vectors(embedder=args.embedder, pooling=args.pooling, esc50=args.esc50, cache=args.cache,
                                progress=False)

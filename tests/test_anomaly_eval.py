@@ -104,7 +104,7 @@ def test_run_novelty_writes_results_and_report(tmp_path, monkeypatch, rng):
     """The benchmark driver on a stand-in for ESC-50 (4 classes x 10 clips over 5 folds)."""
     import json
 
-    import audiosim.eval.bench as bench
+    import audiosim.eval.esc50_cache as bench
     from audiosim.eval.esc50 import Esc50, Esc50Clip
     from audiosim.eval.novelty import NoveltyConfig, parse_weights, run_novelty
 

@@ -111,7 +111,7 @@ def collection(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.mark.parametrize("scorer", ["mahalanobis", "knn"])
 def test_cli_fit_score_round_trip(collection, scorer):
     from audiosim.engine.store import Collection
-    from audiosim.indexes.anomaly import load_scorer, make_scorer
+    from audiosim.anomaly.scorers import load_scorer, make_scorer
 
     coll_dir, queries = collection
     runner = CliRunner()

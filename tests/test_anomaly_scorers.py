@@ -7,8 +7,8 @@ import pytest
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 from sklearn.neighbors import LocalOutlierFactor
 
-from audiosim.errors import VectorIndexError
-from audiosim.indexes.anomaly import AnomalyScorer, ScorerConfig, load_scorer, make_scorer
+from audiosim.errors import AnomalyModelError
+from audiosim.anomaly.scorers import AnomalyScorer, ScorerConfig, load_scorer, make_scorer
 
 
 @pytest.fixture
@@ -189,24 +189,24 @@ def test_config_parse_and_errors(data):
     assert ScorerConfig.parse(c.spec) == c
     assert ScorerConfig.parse("mahalanobis", covariance="oas").covariance == "oas"
     for bad in ["forest", "knn:k=0", "knn:metric=manhattan", "mahalanobis:covariance=mcd", "knn:foo=1", "knn:k"]:
-        with pytest.raises(VectorIndexError):
+        with pytest.raises(AnomalyModelError):
             ScorerConfig.parse(bad)
-    with pytest.raises(VectorIndexError, match="not fitted"):
+    with pytest.raises(AnomalyModelError, match="not fitted"):
         make_scorer("knn").anomaly_score(Q)
     s = make_scorer("mahalanobis").fit(X)
-    with pytest.raises(VectorIndexError, match="dim"):
+    with pytest.raises(AnomalyModelError, match="dim"):
         s.anomaly_score(Q[:, :5])
-    with pytest.raises(VectorIndexError, match="at least 2"):
+    with pytest.raises(AnomalyModelError, match="at least 2"):
         make_scorer("mahalanobis").fit(X[:1])
-    with pytest.raises(VectorIndexError, match="NaN"):
+    with pytest.raises(AnomalyModelError, match="NaN"):
         s.anomaly_score(np.full((1, X.shape[1]), np.nan))
 
 
 def test_load_rejects_missing_or_foreign_dirs(tmp_path, data):
-    with pytest.raises(VectorIndexError, match="fit it again"):
+    with pytest.raises(AnomalyModelError, match="fit it again"):
         load_scorer(tmp_path / "nothing")
     X, _ = data
     make_scorer("knn").fit(X).save(tmp_path / "m")
     (tmp_path / "m" / "scorer.json").write_text('{"format": 99, "kind": "knn"}')
-    with pytest.raises(VectorIndexError, match="unsupported"):
+    with pytest.raises(AnomalyModelError, match="unsupported"):
         load_scorer(tmp_path / "m")

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from audiosim.engine import synth
 from audiosim.errors import DatasetError
 from audiosim.eval import bench as B
+from audiosim.eval import esc50_cache as C
 from audiosim.eval.esc50 import SUPER_CLASSES, esc50_root, load_esc50
 
 SR = 16000
@@ -117,7 +118,7 @@ def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, 
     from audiosim.engine.pooling import PoolingSpec
     from audiosim.engine.search import embed_file
 
-    esc, X = B.esc50_vectors(embedder="logmel", pooling="mu+sigma", esc50=str(fake_esc50), cache=str(bench_cache),
+    esc, X = C.esc50_vectors(embedder="logmel", pooling="mu+sigma", esc50=str(fake_esc50), cache=str(bench_cache),
                              progress=False)
     assert X.shape == (50, 336) and X.dtype == np.float32
     model = get_embedder("logmel")
@@ -125,13 +126,13 @@ def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, 
     np.testing.assert_allclose(X[7], direct, rtol=1e-5, atol=1e-6)
 
     calls = []
-    real_embed = B.BenchCache._embed
-    monkeypatch.setattr(B.BenchCache, "_embed", lambda self, coll, emb, todo, *a, **k: calls.append(len(todo)) or
+    real_embed = C.BenchCache._embed
+    monkeypatch.setattr(C.BenchCache, "_embed", lambda self, coll, emb, todo, *a, **k: calls.append(len(todo)) or
                         real_embed(self, coll, emb, todo, *a, **k))
-    _, X2 = B.esc50_vectors(embedder="logmel", pooling="mu+sigma", esc50=str(fake_esc50), cache=str(bench_cache),
+    _, X2 = C.esc50_vectors(embedder="logmel", pooling="mu+sigma", esc50=str(fake_esc50), cache=str(bench_cache),
                             progress=False)
     np.testing.assert_array_equal(X, X2)
-    _, mu = B.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(fake_esc50), cache=str(bench_cache), progress=False)
+    _, mu = C.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(fake_esc50), cache=str(bench_cache), progress=False)
     np.testing.assert_allclose(mu, X[:, :168], rtol=1e-6)
     assert calls == []  # nothing re-embedded for a new pooling either
     frames = next(bench_cache.glob("esc50-*/logmel-*/frames"))
@@ -144,16 +145,16 @@ def test_only_a_changed_clip_is_re_embedded(fake_esc50, tmp_path, monkeypatch):
     copy = tmp_path / "esc"
     shutil.copytree(fake_esc50, copy)
     cache = tmp_path / "cache"
-    _, before = B.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(copy), cache=str(cache), progress=False)
+    _, before = C.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(copy), cache=str(cache), progress=False)
     esc = load_esc50(copy)
     target = Path(esc.clips[4].path)
     sf.write(str(target), synth.noise(duration_s=1.2, color="pink", rng=np.random.default_rng(9)), SR,
              format=sf.info(str(target)).format, subtype=sf.info(str(target)).subtype)
     calls = []
-    real_embed = B.BenchCache._embed
-    monkeypatch.setattr(B.BenchCache, "_embed", lambda self, coll, emb, todo, *a, **k: calls.append(len(todo)) or
+    real_embed = C.BenchCache._embed
+    monkeypatch.setattr(C.BenchCache, "_embed", lambda self, coll, emb, todo, *a, **k: calls.append(len(todo)) or
                         real_embed(self, coll, emb, todo, *a, **k))
-    _, after = B.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(copy), cache=str(cache), progress=False)
+    _, after = C.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(copy), cache=str(cache), progress=False)
     assert calls == [1]
     changed = np.flatnonzero(np.abs(after - before).max(axis=1) > 0)
     assert changed.tolist() == [4]
@@ -161,7 +162,7 @@ def test_only_a_changed_clip_is_re_embedded(fake_esc50, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- the benchmark
 def test_variants_expand_all_and_canonicalise():
-    vs = B.make_variants(["all", "mu"], [None, "none", "power"])
+    vs = C.make_variants(["all", "mu"], [None, "none", "power"])
     assert [v.pooling for v in vs[::2]] == ["mu", "sigma", "delta", "mu+sigma", "mu+delta", "sigma+delta", "mu+sigma+delta"]
     assert [v.postprocess for v in vs[:2]] == [None, "power:0.5"] and len(vs) == 14
     assert vs[1].name == "mu | power:0.5" and "/" not in vs[1].slug and " " not in vs[1].slug

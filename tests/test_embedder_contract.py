@@ -51,8 +51,8 @@ def _vae(tmp_path_factory, request):
     """A tiny random-weight GLU-ConvVAE saved as a real checkpoint, loaded through the registry."""
     import torch
 
-    from audiosim.engine.vae_data import MelConfig
-    from audiosim.engine.vae_model import GLUConvVAE, VAEConfig, save_checkpoint
+    from audiosim.engine.vae.data import MelConfig
+    from audiosim.engine.vae.model import GLUConvVAE, VAEConfig, save_checkpoint
 
     torch.manual_seed(0)
     mel = MelConfig()

@@ -10,9 +10,10 @@ import pytest
 
 from audiosim.errors import VectorIndexError
 from audiosim.indexes.flat import FlatIndex, brute_force
+from audiosim.indexes.kinds import load_index
 
 
-@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_equals_brute_force(metric, rng, tmp_path):
     db = rng.standard_normal((300, 24)).astype(np.float32)
     q = rng.standard_normal((17, 24)).astype(np.float32)
@@ -24,7 +25,7 @@ def test_equals_brute_force(metric, rng, tmp_path):
     np.testing.assert_array_equal(res.ids, ids[ref_pos])
     np.testing.assert_allclose(res.scores, ref_scores, rtol=1e-4, atol=1e-4)
     index.save(tmp_path / "idx", extra={"collection_revision": 3})
-    loaded, sidecar = FlatIndex.load(tmp_path / "idx")
+    loaded, sidecar = load_index(tmp_path / "idx")
     assert sidecar["metric"] == metric and sidecar["count"] == 300 and sidecar["collection_revision"] == 3
     res2 = loaded.search(q, 10)
     np.testing.assert_array_equal(res2.ids, res.ids)
@@ -38,7 +39,8 @@ def test_cosine_scores_are_similarities_l2_are_distances():
     r = cos.search(np.array([[2, 0]], np.float32), 3)
     assert r.ids[0].tolist() == [0, 2, 1]
     np.testing.assert_allclose(r.scores[0], [1.0, np.sqrt(0.5), 0.0], atol=1e-6)
-    l2 = FlatIndex(dim=2, metric="l2")
+    l2 = FlatIndex(dim=2, metric="l2")  # the old name is accepted as an alias
+    assert l2.metric == "euclidean"
     l2.add(np.arange(3), db)
     r = l2.search(np.array([[1, 0]], np.float32), 3)
     assert r.ids[0].tolist() == [0, 1, 2]
@@ -59,7 +61,7 @@ def test_errors():
     with pytest.raises(VectorIndexError):
         FlatIndex(dim=3, metric="manhattan")
     with pytest.raises(VectorIndexError):
-        FlatIndex.load("/nonexistent/dir")
+        load_index("/nonexistent/dir")
 
 
 def test_indexes_and_eval_import_no_heavy_frameworks():

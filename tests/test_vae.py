@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from audiosim.engine import synth  # noqa: E402
-from audiosim.engine.vae_data import (  # noqa: E402
+from audiosim.engine.vae.data import (  # noqa: E402
     LOG_OFFSET, LogMelSet, MelConfig, Normalizer, WindowSampler, crop_ranges, load_logmels, log_mel, window_index,
     windows,
 )
-from audiosim.engine.vae_model import (  # noqa: E402
+from audiosim.engine.vae.model import (  # noqa: E402
     GLUConvVAE, VAEConfig, beta_at, gaussian_nll, kl_standard_normal, load_checkpoint, save_checkpoint, vae_loss,
 )
 from audiosim.errors import AudiosimError, TrainingError, WeightsFormatError, WeightsNotFoundError  # noqa: E402
@@ -40,7 +40,7 @@ def tiny_set() -> LogMelSet:
 
 
 def _train_cfg(**kw):
-    from audiosim.engine.vae_train import TrainConfig
+    from audiosim.engine.vae.train import TrainConfig
 
     base = dict(epochs=2, batch_size=8, lr=2e-3, beta=1.0, warmup_epochs=10, val_fraction=0.2, seed=3,
                 random_crop=True, crops_per_clip=4, progress=False)
@@ -50,7 +50,7 @@ def _train_cfg(**kw):
 
 @pytest.fixture(scope="module")
 def trained(tiny_set, tmp_path_factory):
-    from audiosim.engine.vae_train import train_vae
+    from audiosim.engine.vae.train import train_vae
 
     out = tmp_path_factory.mktemp("vae_run")
     return train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(), out_dir=out)
@@ -196,7 +196,7 @@ def test_outputs_written(trained):
 
 
 def test_seed_determinism(tiny_set, trained, tmp_path):
-    from audiosim.engine.vae_train import train_vae
+    from audiosim.engine.vae.train import train_vae
 
     again = train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(), out_dir=tmp_path / "a")
     m1, _ = load_checkpoint(trained.checkpoint)
@@ -210,7 +210,7 @@ def test_seed_determinism(tiny_set, trained, tmp_path):
 
 
 def test_kfold_curves(tiny_set, tmp_path):
-    from audiosim.engine.vae_train import train_vae
+    from audiosim.engine.vae.train import train_vae
 
     res = train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(epochs=1, folds=3, crops_per_clip=1),
                     out_dir=tmp_path)
@@ -221,7 +221,7 @@ def test_kfold_curves(tiny_set, tmp_path):
 
 
 def test_bad_training_configuration():
-    from audiosim.engine.vae_train import TrainConfig, train_vae
+    from audiosim.engine.vae.train import TrainConfig, train_vae
 
     with pytest.raises(TrainingError):
         TrainConfig(val_fraction=1.0)
@@ -262,7 +262,7 @@ def test_checkpoint_round_trip_gives_identical_mu_z(trained, tiny_set):
 
 def test_checkpoint_carries_default_features(tiny_set, tmp_path):
     from audiosim.engine.embedders import get_embedder
-    from audiosim.engine.vae_train import train_vae
+    from audiosim.engine.vae.train import train_vae
 
     res = train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(epochs=1), out_dir=tmp_path,
                     features="mu+enc4")
@@ -312,7 +312,7 @@ def test_save_load_checkpoint_preserves_batchnorm_statistics(tmp_path):
 
 
 def test_light_modules_do_not_import_torch():
-    code = ("import sys; import audiosim.cli, audiosim.commands.vae, audiosim.engine.vae_data, "
+    code = ("import sys; import audiosim.cli, audiosim.commands.vae, audiosim.engine.vae.data, "
             "audiosim.engine.embedders.vae; sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

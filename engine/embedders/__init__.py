@@ -55,4 +55,18 @@ def get_embedder(name: str, **options) -> Embedder:
     return cls(**options)
 
 
-__all__ = ["Embedder", "EmbedderInfo", "EMBEDDERS", "available_embedders", "describe_embedders", "get_embedder"]
+def make_embedder(name: str, *, weights=None, device: str | None = None, options: dict | None = None) -> Embedder:
+    """The one way audiosim builds an embedder from user input: ``options`` plus ``weights`` and ``device``.
+
+    ``weights`` and ``device`` are merged into the options only when given, so embedders that
+    take neither still accept ``weights=None``.
+    """
+    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
+    if weights is not None:
+        opts["weights"] = str(weights)
+    if device is not None:
+        opts["device"] = device
+    return get_embedder(name, **opts)
+
+
+__all__ = ["Embedder", "EmbedderInfo", "EMBEDDERS", "available_embedders", "describe_embedders", "get_embedder", "make_embedder"]

@@ -82,8 +82,8 @@ class VaeEmbedder(Embedder):
             import torch
         except ImportError as e:
             raise MissingDependencyError("the vae embedder needs torch: pip install 'audiosim[torch]'") from e
-        from audiosim.engine.vae_data import MelConfig, Normalizer, mel_basis
-        from audiosim.engine.vae_model import load_checkpoint
+        from audiosim.engine.vae.data import MelConfig, Normalizer, mel_basis
+        from audiosim.engine.vae.model import load_checkpoint
 
         self.path = resolve_vae_weights(weights)
         self._batch_size = int(batch_size)
@@ -114,7 +114,7 @@ class VaeEmbedder(Embedder):
 
     def window_batch(self, waveform: np.ndarray) -> np.ndarray:
         """The normalised model inputs [T, 1, n_mels, frames] of a waveform."""
-        from audiosim.engine.vae_data import log_mel, windows
+        from audiosim.engine.vae.data import log_mel, windows
 
         return self._norm(windows(log_mel(waveform, self._mel, self._basis), self._mel))[:, None]
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiosim.engine.vae_data import LogMelSet, MelConfig, Normalizer, WindowSampler
-from audiosim.engine.vae_model import GLUConvVAE, VAEConfig, beta_at, save_checkpoint, vae_loss
+from audiosim.engine.vae.data import LogMelSet, MelConfig, Normalizer, WindowSampler
+from audiosim.engine.vae.model import GLUConvVAE, VAEConfig, beta_at, save_checkpoint, vae_loss
 from audiosim.errors import TrainingError
 
 CHECKPOINT_NAME = "vae.pt"
@@ -272,10 +272,12 @@ def _train_vae(logmels: LogMelSet, *, mel: MelConfig, model_cfg: VAEConfig, cfg:
     save_checkpoint(ckpt, best.model, mel=mel.to_dict(), norm=best.norm.to_dict(), features=features,
                     extra={"train": cfg.to_dict(), "best_epoch": best.best_epoch, "best_val_loss": best.best_val,
                            "stopped": best.stopped, "clips": len(logmels), "seconds": seconds})
+    from audiosim.files import write_json_atomic
+
     sha = sha256_file(ckpt)
     (out / (CHECKPOINT_NAME + ".sha256")).write_text(f"{sha}  {CHECKPOINT_NAME}\n")
     summary.update(checkpoint=str(ckpt), sha256=sha)
-    (out / "training.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json_atomic(out / "training.json", summary, sort_keys=False)
     plot_curves([r.history for r in results], out / "curves.png")
     if best.val_set is not None and len(best.val_set):
         plot_reconstructions(best.model, best.val_set, mel, best.norm, out / "reconstructions.png")
@@ -328,7 +330,7 @@ def plot_curves(histories: list[list[dict]], path: str | Path) -> None:
 def reconstruction_examples(model: GLUConvVAE, val_set: LogMelSet, mel: MelConfig, norm: Normalizer,
                             n: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions) [n, n_mels, frames] in log-mel units: the loudest window of the first n clips."""
-    from audiosim.engine.vae_data import windows
+    from audiosim.engine.vae.data import windows
 
     picks = []
     for lm in val_set.logmels[:n]:

@@ -38,17 +38,17 @@ from the stored normal vectors, LOF refits on the stored normal vectors with the
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import VectorIndexError
+from audiosim.errors import AnomalyModelError
+from audiosim.files import write_json_atomic, write_npz_atomic
+from audiosim.indexes.vectors import METRICS, l2_normalize
 
 SCORERS = ("mahalanobis", "knn", "lof")
 COVARIANCES = ("empirical", "ledoitwolf", "oas")
-METRICS = ("cosine", "euclidean")
 REDUCTIONS = ("mean", "kth")
 CV_FOLDS = 10  # Mahalanobis training scores: 10-fold cross-fitting (leave-one-out below 10 vectors)
 FORMAT_VERSION = 1
@@ -62,7 +62,7 @@ def _bool(text: str) -> bool:
         return True
     if t in ("0", "false", "no", "off"):
         return False
-    raise VectorIndexError(f"expected a boolean (true/false), got {text!r}")
+    raise AnomalyModelError(f"expected a boolean (true/false), got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -80,19 +80,19 @@ class ScorerConfig:
 
     def __post_init__(self) -> None:
         if self.scorer not in SCORERS:
-            raise VectorIndexError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
+            raise AnomalyModelError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
         if self.covariance not in COVARIANCES:
-            raise VectorIndexError(f"unknown covariance {self.covariance!r}; choose one of {', '.join(COVARIANCES)}")
+            raise AnomalyModelError(f"unknown covariance {self.covariance!r}; choose one of {', '.join(COVARIANCES)}")
         if self.metric not in METRICS:
-            raise VectorIndexError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+            raise AnomalyModelError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
         if self.reduce not in REDUCTIONS:
-            raise VectorIndexError(f"unknown reduce {self.reduce!r}; choose one of {', '.join(REDUCTIONS)}")
+            raise AnomalyModelError(f"unknown reduce {self.reduce!r}; choose one of {', '.join(REDUCTIONS)}")
         if int(self.k) < 1:
-            raise VectorIndexError(f"k must be >= 1, got {self.k}")
+            raise AnomalyModelError(f"k must be >= 1, got {self.k}")
         if not 0.0 <= float(self.percentile) <= 100.0:
-            raise VectorIndexError(f"percentile must be within [0, 100], got {self.percentile}")
+            raise AnomalyModelError(f"percentile must be within [0, 100], got {self.percentile}")
         if self.pca is not None and int(self.pca) < 1:
-            raise VectorIndexError(f"pca must be >= 1 components, got {self.pca}")
+            raise AnomalyModelError(f"pca must be >= 1 components, got {self.pca}")
 
     @classmethod
     def parse(cls, text: str, **overrides) -> "ScorerConfig":
@@ -104,7 +104,7 @@ class ScorerConfig:
             key, eq, value = item.partition("=")
             key = key.strip()
             if not eq or key not in known:
-                raise VectorIndexError(f"bad scorer option {item!r} in {text!r}; options are key=value with key in "
+                raise AnomalyModelError(f"bad scorer option {item!r} in {text!r}; options are key=value with key in "
                                        f"{', '.join(sorted(known))}")
             values[key] = value.strip()
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -125,10 +125,10 @@ class ScorerConfig:
             if v.get("pca") is not None:
                 v["pca"] = int(v["pca"])
         except ValueError as e:
-            raise VectorIndexError(f"bad scorer option value in {d}: {e}") from None
+            raise AnomalyModelError(f"bad scorer option value in {d}: {e}") from None
         unknown = set(v) - {f.name for f in fields(cls)}
         if unknown:
-            raise VectorIndexError(f"unknown scorer options {sorted(unknown)}")
+            raise AnomalyModelError(f"unknown scorer options {sorted(unknown)}")
         return cls(**v)
 
     def to_dict(self) -> dict:
@@ -154,11 +154,11 @@ class ScorerConfig:
 def _as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:
     a = np.atleast_2d(np.asarray(x, dtype=np.float64))
     if a.ndim != 2:
-        raise VectorIndexError(f"expected vectors shaped [n, dim], got {a.shape}")
+        raise AnomalyModelError(f"expected vectors shaped [n, dim], got {a.shape}")
     if dim is not None and a.shape[1] != dim:
-        raise VectorIndexError(f"vectors have dim {a.shape[1]}, the anomaly model was fitted on dim {dim}")
+        raise AnomalyModelError(f"vectors have dim {a.shape[1]}, the anomaly model was fitted on dim {dim}")
     if not np.isfinite(a).all():
-        raise VectorIndexError("vectors contain NaN or infinite values")
+        raise AnomalyModelError("vectors contain NaN or infinite values")
     return a
 
 
@@ -169,7 +169,7 @@ class AnomalyScorer:
 
     def __init__(self, config: ScorerConfig) -> None:
         if config.scorer != self.kind:
-            raise VectorIndexError(f"{type(self).__name__} needs scorer={self.kind!r}, got {config.scorer!r}")
+            raise AnomalyModelError(f"{type(self).__name__} needs scorer={self.kind!r}, got {config.scorer!r}")
         self.config = config
         self.dim_: int | None = None
         self.n_train_: int = 0
@@ -182,7 +182,7 @@ class AnomalyScorer:
     def fit(self, X: np.ndarray) -> "AnomalyScorer":
         x = _as_matrix(X)
         if x.shape[0] < 2:
-            raise VectorIndexError(f"an anomaly model needs at least 2 normal vectors, got {x.shape[0]}")
+            raise AnomalyModelError(f"an anomaly model needs at least 2 normal vectors, got {x.shape[0]}")
         self.dim_, self.n_train_ = int(x.shape[1]), int(x.shape[0])
         self._fit_preprocess(x)
         z = self._preprocess(x)
@@ -231,15 +231,11 @@ class AnomalyScorer:
         if self._pca_mean is not None:
             arrays.update(pca_mean=self._pca_mean, pca_components=self._pca_components)
         arrays.update(self._arrays())
-        tmp = d / f".{ARRAYS_FILE}.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, d / ARRAYS_FILE)
+        write_npz_atomic(d / ARRAYS_FILE, **arrays)
         meta = {"format": FORMAT_VERSION, "kind": self.kind, "config": self.config.to_dict(), "spec": self.config.spec,
                 "dim": self.dim_, "n_train": self.n_train_, "threshold": self.threshold_, "fitted": self._scalars(),
                 "extra": extra or {}}
-        tmp_json = d / f".{CONFIG_FILE}.tmp"
-        tmp_json.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp_json, d / CONFIG_FILE)
+        write_json_atomic(d / CONFIG_FILE, meta)
         return d
 
     @staticmethod
@@ -250,7 +246,7 @@ class AnomalyScorer:
     # ------------------------------------------------------------------ internals
     def _check_fitted(self) -> None:
         if self.threshold_ is None:
-            raise VectorIndexError(f"the {self.kind} scorer is not fitted; call fit(X) with normal vectors first")
+            raise AnomalyModelError(f"the {self.kind} scorer is not fitted; call fit(X) with normal vectors first")
 
     def _fit_preprocess(self, x: np.ndarray) -> None:
         self._pca_mean = self._pca_components = None
@@ -294,7 +290,7 @@ class AnomalyScorer:
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(x, dtype=np.float64)
 
 
 def shrinkage(covariance: str, *, n_samples: int, n_features: int, row_sq_norms: np.ndarray, gram_fro2: float) -> float:
@@ -321,7 +317,7 @@ def shrinkage(covariance: str, *, n_samples: int, n_features: int, row_sq_norms:
         num = alpha + mu ** 2
         den = (n + 1) * (alpha - mu ** 2 / p)
         return 1.0 if den == 0 else float(min(num / den, 1.0))
-    raise VectorIndexError(f"unknown covariance {covariance!r}; choose one of {', '.join(COVARIANCES)}")
+    raise AnomalyModelError(f"unknown covariance {covariance!r}; choose one of {', '.join(COVARIANCES)}")
 
 
 class MahalanobisScorer(AnomalyScorer):
@@ -415,7 +411,7 @@ class KnnScorer(AnomalyScorer):
         from audiosim.indexes.flat import FlatIndex
 
         self.k_ = min(int(self.config.k), self.train_.shape[0] - 1)  # same k for training (self left out) and queries
-        self._index = FlatIndex(dim=self.train_.shape[1], metric="cosine" if self.config.metric == "cosine" else "l2")
+        self._index = FlatIndex(dim=self.train_.shape[1], metric=self.config.metric)
         self._index.add(np.arange(self.train_.shape[0], dtype=np.int64), self.train_)
 
     def _distances(self, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -503,9 +499,9 @@ def load_scorer(directory: str | Path) -> tuple[AnomalyScorer, dict]:
         with np.load(d / ARRAYS_FILE, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise VectorIndexError(f"cannot read the anomaly model in {d}: {e}; fit it again (`audiosim anomaly fit`)") from e
+        raise AnomalyModelError(f"cannot read the anomaly model in {d}: {e}; fit it again (`audiosim anomaly fit`)") from e
     if meta.get("format") != FORMAT_VERSION or meta.get("kind") not in SCORER_CLASSES:
-        raise VectorIndexError(f"{d / CONFIG_FILE}: unsupported anomaly model (format {meta.get('format')!r}, "
+        raise AnomalyModelError(f"{d / CONFIG_FILE}: unsupported anomaly model (format {meta.get('format')!r}, "
                                f"kind {meta.get('kind')!r}); fit it again")
     scorer = SCORER_CLASSES[meta["kind"]](ScorerConfig.from_dict(meta["config"]))
     scorer._restore(meta, arrays)

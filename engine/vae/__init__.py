@@ -1,0 +1,1 @@
+"""The GLU-ConvVAE: model (torch), input data (numpy log-mel windows, cache, sampling) and training."""

@@ -1,0 +1,333 @@
+"""The ESC-50 embedding cache: ESC-50 embedded once per embedder, every pooling and post-processing derived from it.
+
+Cache layout (``--cache DIR``; default ``<audiosim cache>/bench``, i.e. ``$AUDIOSIM_CACHE/bench`` or
+``~/.cache/audiosim/bench``; every run prints and records where it is)::
+
+    <cache>/esc50-<root hash>/<embedder>-<version>-<weights sha256[:12]>/
+        frames/                       a collection of frame embeddings: one row per model window
+                                      (offset_s = window start), embedded once and resumable
+        pooled/<pooling>[__<post>]/   one clip-level collection per pooling (and post-processing),
+                                      built from the frames without re-embedding; its index/ holds
+                                      the FAISS index and the fitted post-processing
+
+Re-running with another pooling or post-processing reads the frames back (seconds); a
+finished frames collection is trusted while the dataset's files keep their names, sizes and
+modification times, otherwise clips are re-hashed and only changed ones re-embedded.
+This is the one ``eval`` module that reads collections (pyarrow through ``engine.store``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from audiosim.engine.embedders.base import Embedder
+from audiosim.engine.pooling import MU_SIGMA_DELTA_SWEEP, PoolingSpec
+from audiosim.engine.store import Collection, Rows
+from audiosim.errors import DatasetError
+from audiosim.files import slug
+from audiosim.eval.esc50 import Esc50, load_esc50
+
+BENCH_DIR = "bench"
+FRAMES = "frames"
+POOLED = "pooled"
+FLUSH_EVERY = 64
+
+
+# --------------------------------------------------------------------------- cache keys
+def bench_cache_root(cache: str | Path | None = None) -> Path:
+    from audiosim.engine.weights import cache_dir
+
+    return Path(cache).expanduser() if cache is not None else cache_dir() / BENCH_DIR
+
+
+def dataset_key(esc: Esc50) -> str:
+    return "esc50-" + hashlib.sha256(str(Path(esc.root).resolve()).encode()).hexdigest()[:10]
+
+
+def embedder_key(info) -> str:
+    return slug(f"{info.name}-{info.version}-{(info.weights_sha256 or 'noweights')[:12]}")
+
+
+def dataset_fingerprint(esc: Esc50) -> str:
+    """sha256 over every clip's path, size and modification time (cheap: no file is read)."""
+    h = hashlib.sha256()
+    for c in esc.clips:
+        st = Path(c.path).stat()
+        h.update(f"{c.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def locked(directory: Path, *, progress: bool = True):
+    """An exclusive advisory lock on ``directory`` (so two runs never write one cache at once)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: run unlocked
+        yield
+        return
+    with open(directory / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                import sys
+
+                print(f"waiting for another audiosim run using {directory} ...", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- variants
+@dataclass(frozen=True)
+class Variant:
+    """A pooling plus optional label-free post-processing (canonical spec text)."""
+
+    pooling: str
+    postprocess: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.pooling + (f" | {self.postprocess}" if self.postprocess else "")
+
+    @property
+    def slug(self) -> str:
+        return slug(self.pooling + (f"__{self.postprocess}" if self.postprocess else ""))
+
+
+def expand_poolings(poolings: Sequence[str]) -> list[str]:
+    """Pooling names with ``all`` expanded to the seven mu/sigma/delta combinations, validated."""
+    out: list[str] = []
+    for p in poolings:
+        for name in (MU_SIGMA_DELTA_SWEEP if p.strip() == "all" else [p]):
+            canon = PoolingSpec.parse(name).name
+            if canon not in out:
+                out.append(canon)
+    return out
+
+
+def make_variants(poolings: Sequence[str], postprocess: Sequence[str | None]) -> list[Variant]:
+    from audiosim.indexes.postprocess import canonical_spec
+
+    posts: list[str | None] = []
+    for p in postprocess or (None,):
+        c = canonical_spec(p)
+        if c not in posts:
+            posts.append(c)
+    return [Variant(pooling=p, postprocess=q) for p in expand_poolings(poolings) for q in posts]
+
+
+# --------------------------------------------------------------------------- the cache
+class BenchCache:
+    """ESC-50 embedded by one embedder: the frames collection and the pooled collections built from it."""
+
+    def __init__(self, esc: Esc50, info, embedder_options: dict, root: Path) -> None:
+        self.esc, self.info, self.embedder_options, self.root = esc, info, embedder_options, root
+        self._frames: list[np.ndarray] | None = None
+        self._meta: dict[str, tuple[str, float]] | None = None
+
+    @classmethod
+    def build(cls, esc: Esc50, embedder: Embedder, *, cache: str | Path | None = None, progress: bool = True,
+              workers: int = 2) -> "BenchCache":
+        root = bench_cache_root(cache) / dataset_key(esc) / embedder_key(embedder.info)
+        bc = cls(esc, embedder.info, embedder.options(), root)
+        with locked(root, progress=progress):
+            bc.ensure_frames(embedder, progress=progress, workers=workers)
+        return bc
+
+    @property
+    def frames_root(self) -> Path:
+        return self.root / FRAMES
+
+    def frames_collection(self) -> Collection:
+        return Collection.open(self.frames_root)
+
+    # ------------------------------------------------------------------ embedding
+    def ensure_frames(self, embedder: Embedder, *, progress: bool = True, workers: int = 2) -> Collection:
+        """Embed every clip not yet in the frames collection (resumable, incremental by content hash)."""
+        from audiosim.engine.ingest import FileItem, hash_files, write_errors
+
+        info = embedder.info
+        coll = Collection.open_or_create(
+            self.frames_root, embedder=info.to_dict(), embedder_options=embedder.options(),
+            pooling=PoolingSpec.parse("mu").to_dict(), metric="cosine",
+            extra={"segment_s": info.hop_s, "granularity": "frame",
+                   "dataset": {"name": "esc50", "root": str(self.esc.root)}},
+        )
+        fingerprint = dataset_fingerprint(self.esc)
+        if coll.manifest.get("bench_fingerprint") == fingerprint:
+            return coll
+        items = [FileItem(path=c.path, label=c.category) for c in self.esc.clips]
+        hashes = hash_files(items, workers)
+        stored = coll.files()
+        wanted = {c.path for c in self.esc.clips}
+        stale = [i for p, entry in stored.items() if p not in wanted for i in entry[1]]  # entry: (sha, ids, ...)
+        if stale:
+            coll.delete(stale)
+        todo, replace, failures = [], {}, []
+        for item, sha in zip(items, hashes):
+            if isinstance(sha, Exception):
+                failures.append({"path": item.path, "error": type(sha).__name__, "message": str(sha)})
+                continue
+            old = stored.get(item.path)
+            if old is not None and old[0] == sha:
+                continue
+            if old is not None:
+                replace[item.path] = old[1]
+            todo.append((item, sha))
+        if todo:
+            failures += self._embed(coll, embedder, todo, replace, progress=progress, workers=workers)
+        write_errors(coll.root, failures)
+        if failures:
+            first = failures[0]
+            raise DatasetError(
+                f"{len(failures)} ESC-50 clips could not be embedded (e.g. {first['path']}: {first['message']}); "
+                f"details in {coll.root / 'errors.jsonl'}; the clips embedded so far are kept, fix the files and re-run"
+            )
+        coll.set_manifest_fields(bench_fingerprint=fingerprint)
+        return coll
+
+    def _embed(self, coll: Collection, embedder: Embedder, todo, replace, *, progress: bool, workers: int) -> list[dict]:
+        from tqdm.auto import tqdm
+
+        from audiosim.engine.ingest import decode_all
+
+        info = embedder.info
+        sr = info.sample_rate
+        by_item = dict(todo)
+        failures: list[dict] = []
+        pending: list[Rows] = []
+        pending_replace: list[int] = []
+
+        def flush() -> None:
+            if pending:
+                coll.append(Rows.concat(pending), replacing=pending_replace)
+                pending.clear()
+                pending_replace.clear()
+
+        stream = decode_all([it for it, _ in todo], sample_rate=sr, nan_policy="error", workers=workers)
+        with tqdm(total=len(todo), unit="clip", desc=f"embedding ESC-50 ({info.name})", disable=not progress) as bar:
+            for n, (item, wave) in enumerate(stream, 1):
+                try:
+                    if isinstance(wave, Exception):
+                        raise wave
+                    frames, times = embedder.embed_frames(wave)
+                except Exception as e:  # reported per clip; the run goes on and fails at the end
+                    failures.append({"path": item.path, "error": type(e).__name__, "message": str(e)})
+                else:
+                    duration = wave.size / sr
+                    t = len(times)
+                    pending.append(Rows(
+                        path=[item.path] * t, content_sha256=[by_item[item]] * t,
+                        offset_s=np.asarray(times, dtype=np.float64),
+                        duration_s=np.clip(duration - np.asarray(times, dtype=np.float64), 1e-9, info.window_s),
+                        label=[item.label] * t, embedding=np.asarray(frames, dtype=np.float32),
+                    ))
+                    pending_replace.extend(replace.get(item.path, ()))
+                bar.update(1)
+                if n % FLUSH_EVERY == 0:
+                    flush()
+            flush()
+        return failures
+
+    # ------------------------------------------------------------------ reading frames
+    def clip_frames(self) -> list[np.ndarray]:
+        """Frame embeddings [T_i, D] of every clip, in metadata order (read once, then kept)."""
+        if self._frames is None:
+            coll = self.frames_collection()
+            table = coll.read_table(["path", "content_sha256", "offset_s", "duration_s", "embedding"])
+            from audiosim.engine.store import embedding_matrix
+
+            X = embedding_matrix(table, coll.dim)
+            paths = table["path"].to_pylist()
+            offs = table["offset_s"].to_numpy()
+            ends = offs + table["duration_s"].to_numpy()
+            pos = {p: i for i, p in enumerate(self.esc.paths)}
+            try:
+                clip = np.array([pos[p] for p in paths], dtype=np.int64)
+            except KeyError as e:
+                raise DatasetError(f"{coll.root} holds a clip that is not in the dataset ({e}); delete it and re-run") from e
+            order = np.lexsort((offs, clip))
+            counts = np.bincount(clip, minlength=len(self.esc))
+            if (counts == 0).any():
+                missing = self.esc.paths[int(np.argmin(counts))]
+                raise DatasetError(f"{coll.root} lacks frames for {missing}; re-run the benchmark to embed it")
+            self._frames = np.split(X[order], np.cumsum(counts)[:-1])
+            shas = table["content_sha256"].to_pylist()
+            dur = np.zeros(len(self.esc))
+            np.maximum.at(dur, clip, ends)
+            self._meta = {p: (shas[i], float(dur[pos[p]])) for i, p in enumerate(paths)}
+        return self._frames
+
+    # ------------------------------------------------------------------ pooled collections
+    def pooled_root(self, variant: Variant) -> Path:
+        return self.root / POOLED / variant.slug
+
+    def pooled(self, variant: Variant) -> Collection:
+        """The clip-level collection for ``variant`` (built from the frames when missing or stale)."""
+        with locked(self.root, progress=False):
+            return self._pooled(variant)
+
+    def _pooled(self, variant: Variant) -> Collection:
+        from audiosim.engine.search import build_index
+        from audiosim.indexes.postprocess import fit_for_collection
+
+        frames_rev = self.frames_collection().manifest["revision"]
+        spec = PoolingSpec.parse(variant.pooling)
+        source = {"frames": str(self.frames_root), "frames_revision": frames_rev, "pooling": spec.name,
+                  "postprocess": variant.postprocess, "clips": len(self.esc)}
+        root = self.pooled_root(variant)
+        if Collection.exists(root):
+            c = Collection.open(root)
+            if c.manifest.get("bench_source") == source and len(c) == len(self.esc) and \
+                    (variant.postprocess is None or c.manifest.get("postprocess") == variant.postprocess):
+                return c
+            shutil.rmtree(root)
+        frames = self.clip_frames()
+        vectors = np.stack([spec(f) for f in frames]).astype(np.float32)
+        c = Collection.create(root, embedder=self.info.to_dict(), embedder_options=self.embedder_options,
+                              pooling=spec.to_dict(), metric="cosine",
+                              extra={"granularity": "clip", "segment_s": None, "bench_source": source})
+        c.append(Rows(path=self.esc.paths, content_sha256=[self._meta[p][0] for p in self.esc.paths],
+                      offset_s=np.zeros(len(self.esc)), duration_s=np.array([self._meta[p][1] for p in self.esc.paths]),
+                      label=[cl.category for cl in self.esc.clips], embedding=vectors))
+        if variant.postprocess:
+            fit_for_collection(c, variant.postprocess)
+        build_index(c)
+        return c
+
+    def vectors(self, variant: Variant, *, postprocessed: bool = True) -> np.ndarray:
+        """The variant's vectors in metadata order: as the index sees them (post-processed) or as stored."""
+        from audiosim.engine.search import index_vectors
+
+        c = self.pooled(variant)
+        ids, X = c.embeddings()
+        paths = [r["path"] for r in c.records(("path",))]
+        pos = {p: i for i, p in enumerate(paths)}
+        X = X[[pos[p] for p in self.esc.paths]]
+        return index_vectors(c, X) if postprocessed else X
+
+
+def esc50_vectors(*, embedder: str, pooling: str, weights: str | None = None, esc50: str | None = None,
+                  cache: str | None = None, progress: bool = True,
+                  embedder_options: dict | None = None) -> tuple[Esc50, np.ndarray]:
+    """One pooled vector per ESC-50 clip (metadata order), embedding only what is not cached yet."""
+    esc = load_esc50(esc50)
+    from audiosim.engine.embedders import make_embedder
+
+    model = make_embedder(embedder, weights=weights, options=embedder_options)
+    bc = BenchCache.build(esc, model, cache=cache, progress=progress)
+    return esc, bc.vectors(Variant(pooling=PoolingSpec.parse(pooling).name), postprocessed=False)
+
+
