@@ -51,6 +51,14 @@ class CollectionError(AudiosimError):
     """A collection directory is missing, corrupt or was used inconsistently."""
 
 
+class CollectionLockedError(CollectionError):
+    """Another process holds the collection's writer lock."""
+
+
+class CorruptCollectionError(CollectionError):
+    """A file of the collection (part, index, manifest) is missing, truncated or does not match its checksum."""
+
+
 class CollectionMismatchError(CollectionError):
     """Vectors from a different embedder, pooling or weights were about to be mixed."""
 

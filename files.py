@@ -89,6 +89,15 @@ def write_npz_atomic(path: str | Path, **arrays) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
+def is_under(path: str, root: str) -> bool:
+    """True when ``path`` is ``root`` or inside it, compared by path components (``/x/esc`` is not under ``/x/es``)."""
+    root = root.rstrip("/\\") or root[:1]
+    if path == root:
+        return True
+    sep = "" if root.endswith(("/", "\\")) else os.sep
+    return path.startswith(root + sep)
+
+
 def slug(text: str) -> str:
     """A file-name-safe rendering of a name such as ``mu+sigma | whiten:256`` or ``knn:k=5``."""
     return re.sub(r"[^A-Za-z0-9+._=-]+", "-", text).strip("-") or "x"

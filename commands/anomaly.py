@@ -1,10 +1,4 @@
-"""``audiosim anomaly``: fit an anomaly model on a collection's normal vectors, score clips, evaluate.
-
-The model lives inside the collection (``DIR/anomaly/``: ``scorer.json`` + ``scorer.npz``, see
-:mod:`audiosim.anomaly.scorers`). It is fitted on the vectors **as stored** (the collection's
-embedder and pooling, without the optional index post-processing), and ``score`` embeds clips
-the same way (same embedder, weights, pooling and segment length), so both sides live in one space.
-"""
+"""``audiosim anomaly``: fit an anomaly model on a collection, score clips, evaluate (thin layer over :mod:`audiosim.anomaly`)."""
 
 from __future__ import annotations
 
@@ -13,7 +7,8 @@ import sys
 
 import click
 
-MODEL_DIR = "anomaly"
+from audiosim.commands.common import command_line, show
+
 SCORER_HELP = ("Scorer: mahalanobis, knn or lof, optionally with options as name:key=value,... "
                "(e.g. knn:k=3,metric=euclidean); the flags below override them.")
 
@@ -25,15 +20,16 @@ def _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile):
                               l2=True if l2 else None, pca=pca, percentile=percentile)
 
 
-def _where(values) -> dict[str, set[str]]:
+def _where(values) -> list[str]:
+    """``--where label=VALUE`` options to the labels they accept."""
     from audiosim.errors import AudiosimError
 
-    out: dict[str, set[str]] = {}
+    out = []
     for v in values:
         key, eq, value = v.partition("=")
         if not eq or key.strip() != "label":
             raise AudiosimError(f"--where {v!r}: write label=VALUE (repeat it to accept several labels)")
-        out.setdefault("label", set()).add(value)
+        out.append(value)
     return out
 
 
@@ -57,39 +53,21 @@ def anomaly() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted model's summary as JSON.")
 def fit_cmd(collection_dir, where, scorer, covariance, k, metric, reduce, l2, pca, percentile, as_json):
     """Fit an anomaly model on a collection's (normal) vectors and save it in DIR/anomaly/."""
-    import numpy as np
+    from audiosim.anomaly.model import fit_collection_model
+    from audiosim.engine.store import open_collection
 
-    from audiosim.engine.store import Collection
-    from audiosim.errors import AudiosimError
-    from audiosim.anomaly.scorers import make_scorer
-
-    config = _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile)
-    coll = Collection.open(collection_dir)
-    ids, X = coll.embeddings()
-    filters = _where(where)
-    if filters:
-        labels = {r["id"]: r["label"] for r in coll.records(("label",))}
-        keep = np.array([labels[int(i)] in filters["label"] for i in ids], dtype=bool)
-        ids, X = ids[keep], X[keep]
-    if len(ids) < 2:
-        have = sorted({r["label"] for r in coll.records(("label",)) if r["label"] is not None})
-        raise AudiosimError(f"{len(ids)} vectors match {list(where) or 'the collection'}; at least 2 normal vectors are "
-                            f"needed (labels here: {', '.join(have) or 'none'})")
-    model = make_scorer(config).fit(X)
-    extra = {"collection_revision": coll.manifest["revision"], "where": {k: sorted(v) for k, v in filters.items()},
-             "n_vectors": int(len(ids)), "space": "stored", "embedder": coll.embedder, "pooling": coll.pooling,
-             "segment_s": coll.manifest.get("segment_s")}
-    model.save(coll.root / MODEL_DIR, extra=extra)
-    summary = {"collection": str(coll.root), "model": str(coll.root / MODEL_DIR), "scorer": config.spec,
-               "n_train": int(len(ids)), "percentile": config.percentile, "threshold": model.threshold_,
-               "train_score_median": float(np.median(model.train_scores_)), "where": extra["where"]}
+    coll = open_collection(collection_dir)
+    s = fit_collection_model(coll, _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile),
+                             labels=_where(where))
+    for w in s.warnings:
+        click.echo(f"warning: {w}", err=True)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(s.to_dict(), indent=2))
         return
-    click.echo(f"fitted {config.spec} on {len(ids)} vectors of {coll.root}"
-               + (f" (label in {', '.join(sorted(filters['label']))})" if filters else ""))
-    click.echo(f"threshold {model.threshold_:.6g} = percentile {config.percentile:g} of the training scores "
-               f"(median {summary['train_score_median']:.6g}); saved to {coll.root / MODEL_DIR}")
+    click.echo(f"fitted {s.scorer} on {s.n_train} vectors of {show(coll.root)}"
+               + (f" (label in {', '.join(s.labels)})" if s.labels else ""))
+    click.echo(f"threshold {s.threshold:.6g} = percentile {s.percentile:g} of the training scores "
+               f"(median {s.train_score_median:.6g}); saved to {show(s.model)}")
 
 
 @anomaly.command("score")
@@ -102,57 +80,24 @@ def score_cmd(clips, collection_dir, weights, as_json):
 
     A clip's score is the highest score of its vectors (one per segment in a segmented collection).
     """
-    import numpy as np
+    from audiosim.anomaly.model import score_clips
+    from audiosim.engine.store import open_collection
 
-    from audiosim.engine.pooling import PoolingSpec
-    from audiosim.engine.search import embed_file, embedder_for
-    from audiosim.engine.store import Collection
-    from audiosim.errors import AudiosimError, VectorIndexError
-    from audiosim.anomaly.scorers import load_scorer
-
-    coll = Collection.open(collection_dir)
-    if not (coll.root / MODEL_DIR).is_dir():
-        raise VectorIndexError(f"{coll.root} has no anomaly model; fit one with `audiosim anomaly fit --collection {collection_dir}`")
-    model, meta = load_scorer(coll.root / MODEL_DIR)
-    extra = meta.get("extra", {})
-    if extra.get("pooling") not in (None, coll.pooling) or extra.get("embedder", {}).get("weights_sha256") != coll.embedder.get("weights_sha256"):
-        raise VectorIndexError(f"the anomaly model in {coll.root / MODEL_DIR} was fitted on another embedder or pooling; "
-                               "fit it again with `audiosim anomaly fit`")
-    stale = extra.get("collection_revision") != coll.manifest["revision"]
-    embedder = embedder_for(coll, weights=weights)
-    pooling = PoolingSpec.from_dict(coll.pooling)
-    results, failed = [], 0
-    for clip in clips:
-        try:
-            segs = embed_file(embedder, clip, pooling, segment_s=coll.manifest.get("segment_s"))
-        except AudiosimError as e:
-            failed += 1
-            results.append({"clip": clip, "error": type(e).__name__, "message": str(e)})
-            continue
-        scores = model.anomaly_score(np.stack([v for _, _, v in segs]))
-        top = int(np.argmax(scores))
-        entry = {"clip": clip, "score": float(scores[top]), "threshold": model.threshold_,
-                 "verdict": "anomalous" if scores[top] > model.threshold_ else "normal"}
-        if len(segs) > 1:
-            entry["offset_s"] = float(segs[top][0])
-            entry["segments"] = [{"offset_s": float(o), "duration_s": float(d), "score": float(s)}
-                                 for (o, d, _), s in zip(segs, scores)]
-        results.append(entry)
+    report = score_clips(open_collection(collection_dir), clips, weights=weights)
     if as_json:
-        click.echo(json.dumps({"collection": str(coll.root), "scorer": meta["spec"], "threshold": model.threshold_,
-                               "model_stale": stale, "results": results}, indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        if stale:
+        if report.model_stale:
             click.echo("note: the collection changed since the model was fitted; refit with `audiosim anomaly fit`", err=True)
-        click.echo(f"scorer {meta['spec']}, threshold {model.threshold_:.6g}")
+        click.echo(f"scorer {report.scorer}, threshold {report.threshold:.6g}")
         click.echo(f"{'score':>12}  {'verdict':<9}  clip")
-        for r in results:
-            if "error" in r:
-                click.echo(f"{'-':>12}  {'error':<9}  {r['clip']}: {r['message']}")
+        for r in report.results:
+            if r.error is not None:
+                click.echo(f"{'-':>12}  {'error':<9}  {show(r.clip)}: {show(r.message)}")
             else:
-                where = f" @{r['offset_s']:.1f}s" if r.get("offset_s") else ""
-                click.echo(f"{r['score']:>12.6g}  {r['verdict']:<9}  {r['clip']}{where}")
-    if failed:
+                where = f" @{r.offset_s:.1f}s" if r.segments else ""
+                click.echo(f"{r.score:>12.6g}  {r.verdict:<9}  {show(r.clip)}{where}")
+    if report.failed:
         sys.exit(2)
 
 
@@ -177,12 +122,14 @@ def eval_cmd(dataset_dir, embedder, scorers, pooling, weights, device, options, 
     Scorers: any vector scorer spec, or vae[:epochs=30,latent=32,channels=32-64-128-256] to train one
     GLU-ConvVAE per machine ID and score by reconstruction error (needs torch).
     """
-    from audiosim.cli import embedder_options
+    from audiosim.commands.common import parse_options
     from audiosim.eval.dcase import DcaseConfig, run_dcase_eval
 
-    opts = embedder_options(None, device, options)
+    opts = parse_options(options)
+    if device is not None:
+        opts["device"] = device
     config = DcaseConfig(embedder=embedder, pooling=pooling, scorers=tuple(scorers), weights=weights, embedder_options=opts,
-                         fit_per=fit_per, progress=not quiet, plots=not no_plots, command=" ".join(["audiosim"] + sys.argv[1:]))
+                         fit_per=fit_per, progress=not quiet, plots=not no_plots, command=command_line())
     results = run_dcase_eval(dataset_dir, out_dir, config)
     if as_json:
         click.echo(json.dumps(results, indent=2))
@@ -214,7 +161,7 @@ def novelty_cmd(esc50, embedders, poolings, scorers, weights, cache, out_dir, qu
     config = NoveltyConfig(out=out_dir, embedders=tuple(embedders), poolings=tuple(poolings),
                            scorers=tuple(scorers) if scorers else DEFAULT_SCORERS,
                            weights=parse_weights(weights, embedders), esc50=esc50, cache=cache, progress=not quiet,
-                           command=" ".join(["audiosim"] + sys.argv[1:]))
+                           command=command_line())
     results = run_novelty(config)
     for e, b in results["best"].items():
         click.echo(f"best for {e}: {b['pooling']} | {b['scorer']}: AUC {b['auc_mean']:.4f}, pAUC {b['pauc_mean']:.4f}")

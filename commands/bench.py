@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
+
+from audiosim.commands.common import command_line
 
 POSTPROCESS_HELP = ("Label-free post-processing fitted on the collection (repeatable; 'none' = raw): steps joined by '+': "
                     "center, whiten[:DIM[:BETA]], pca:DIM, power[:ALPHA], l2, e.g. power+center+whiten:256.")
-
-
-def _command_line() -> str:
-    import shlex
-
-    return "audiosim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _summary_lines(results: dict) -> list[str]:
@@ -46,7 +40,8 @@ def _summary_lines(results: dict) -> list[str]:
               help="Embedder option, repeatable (e.g. features=mu, variant=Cnn14_16k).")
 @click.option("--esc50", default=None, type=click.Path(file_okay=False), help="ESC-50 root (else $ESC50_ROOT).")
 @click.option("--cache", default=None, type=click.Path(file_okay=False),
-              help="Where embedded collections are cached (default <audiosim cache>/bench).")
+              help="Where the embedded ESC-50 collections are cached [default: $AUDIOSIM_CACHE/bench, else "
+                   "~/.cache/audiosim/bench]; printed at the start of every run.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder for results.json, report.md, figures.")
 @click.option("--protocol", "protocols", multiple=True, type=click.Choice(["loo", "xfold"]), default=("loo", "xfold"),
               show_default=True, help="Retrieval protocol(s).")
@@ -64,14 +59,18 @@ def _summary_lines(results: dict) -> list[str]:
 def bench_cmd(embedder, poolings, postprocess, weights, options, esc50, cache, out, protocols, metrics, n_boot, seed, probes, plots,
               threads, as_json, quiet):
     """Benchmark an embedder on ESC-50: 1-NN accuracy, MAP@K, Acc@K, probes, under loo and xfold."""
-    from audiosim.commands.options import parse_options
+    from audiosim.commands.common import parse_options
     from audiosim.eval.bench import BenchConfig, run_benchmark
 
     config = BenchConfig(embedder=embedder, out=out, poolings=tuple(poolings), postprocess=tuple(postprocess) or (None,),
                          weights=weights, embedder_options=parse_options(options), esc50=esc50, cache=cache,
                          protocols=tuple(protocols), metrics=tuple(metrics),
                          n_boot=n_boot, seed=seed, probes=probes, plots=plots, progress=not quiet,
-                         command=_command_line(), threads=threads or None)
+                         command=command_line(), threads=threads or None)
+    from audiosim.eval.esc50_cache import bench_cache_root
+
+    if not (quiet or as_json):
+        click.echo(f"embedding cache: {bench_cache_root(cache)} (--cache DIR to put it elsewhere)", err=True)
     results = run_benchmark(config)
     if as_json:
         from pathlib import Path

@@ -1,57 +1,47 @@
-"""The ingest pipeline: files -> waveforms -> frame embeddings -> pooled vectors -> collection.
+"""Index a folder: the use case behind ``audiosim index`` and :func:`audiosim.index_folder`.
 
-Incremental by content hash: unchanged files are skipped, changed files re-embedded (their
-old vectors replaced in the same atomic commit), and with ``prune`` the vectors of files that
-disappeared from the folder are dropped. Decoding runs in a thread pool while the main thread
-embeds; vectors are flushed to the collection every ``flush_every`` files, so an interrupted
-run keeps everything flushed so far and the next run resumes from there. A file that fails
-is recorded (``errors.jsonl`` and the report) and the run goes on.
+One call brings a collection up to date with a folder, holding the collection's writer lock
+for the whole run (ingest, prune, relabel, post-processing, index rebuild):
+
+1. **Options.** A new collection takes the given options (defaults: ``yamnet``, ``mu``,
+   ``cosine``, one vector per file). An existing collection keeps its own: an omitted option
+   takes the collection's value, a conflicting one is a :class:`CollectionMismatchError` that
+   names the fix.
+2. **Scan.** Every audio file under the folder (recursive, sorted), labelled by its parent
+   folder (``label_from="parent"``) or not at all, then optionally by a labels CSV. Broken
+   symbolic links are reported, not silently skipped.
+3. **Diff by content hash.** Unchanged files are skipped (a new label is applied without
+   re-embedding), changed files re-embedded (their old vectors replaced in the same commit),
+   new files embedded; with ``prune`` the vectors of files under the folder that no longer
+   exist are dropped (the folder and its sub-folders, by path component). A changed file that
+   now fails to decode loses its old vectors: they no longer describe the file.
+4. **Embed** through the one pipeline (:mod:`audiosim.engine.pipeline`), committing a part
+   every ``flush_every`` files, so an interrupted run resumes where it stopped.
+5. **Index.** Post-processing is refitted and the index rebuilt for the final revision
+   (:func:`audiosim.engine.indexing.ensure_index`); per-file failures go to ``errors.jsonl``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
+from audiosim.engine.pipeline import CollectionSink, EmbedMapper, FileItem, failure, run_pipeline
+from audiosim.engine.store import Collection
+from audiosim.errors import AudiosimError, CollectionMismatchError
 
-from audiosim.engine.audio import is_audio_path, load_audio
-from audiosim.engine.embedders.base import Embedder
-from audiosim.engine.pooling import PoolingSpec
-from audiosim.engine.store import Collection, Rows
-from audiosim.engine.weights import sha256_file
-from audiosim.errors import AudiosimError
-
-ERRORS_FILE = "errors.jsonl"
 LABEL_SOURCES = ("parent", "none")
-
-
-@dataclass(frozen=True)
-class FileItem:
-    """One recording to ingest, with its optional label."""
-
-    path: str
-    label: str | None = None
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    pooling: PoolingSpec
-    metric: str = "cosine"
-    prune: bool = False
-    workers: int = 2
-    flush_every: int = 64
-    segment_s: float | None = None
-    nan_policy: str = "error"
-    progress: bool = True
+DEFAULTS = {"embedder": "yamnet", "pooling": "mu", "metric": "cosine"}
 
 
 @dataclass
 class IngestReport:
+    """What :func:`index_folder` did. ``to_dict`` gives the JSON the CLI prints."""
+
     scanned: int = 0
     unchanged: int = 0
     new: int = 0
@@ -61,209 +51,283 @@ class IngestReport:
     pruned_files: int = 0
     relabelled: int = 0
     failures: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # broken links and other unreadable directory entries
     seconds: float = 0.0
     audio_seconds: float = 0.0
+    collection: str = ""
+    vectors: int = 0
+    labels: dict | None = None  # what a labels CSV matched
 
     @property
     def clips_per_s(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "failures"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("failures", "skipped", "labels")}
         d.update(failed=len(self.failures), clips_per_s=round(self.clips_per_s, 2), failures=self.failures)
+        if self.skipped:
+            d["skipped"] = self.skipped
+        if self.labels is not None:
+            d["labels"] = self.labels
         return d
 
 
-def scan_folder(folder: str | Path, *, label_from: str = "parent") -> list[FileItem]:
+@dataclass(frozen=True)
+class Scan:
+    """The audio files found under a folder, and the entries that could not be read."""
+
+    items: tuple[FileItem, ...]
+    skipped: tuple[dict, ...] = ()
+
+
+def scan_folder(folder: str | Path, *, label_from: str = "parent") -> Scan:
     """Every audio file under ``folder`` (recursive, sorted); label = parent folder name below the root."""
+    from audiosim.engine.audio import is_audio_path
+
     if label_from not in LABEL_SOURCES:
-        raise AudiosimError(f"label_from must be one of {LABEL_SOURCES}")
-    root = Path(folder).resolve()
+        raise AudiosimError(f"label_from must be one of {LABEL_SOURCES}, got {label_from!r}")
+    root = Path(folder).expanduser().resolve()
     if not root.is_dir():
         raise AudiosimError(f"{folder} is not a folder")
-    items = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and is_audio_path(p):
+    items, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
+            {"path": e.filename, "error": type(e).__name__, "message": e.strerror or str(e)})):
+        dirnames.sort()
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not is_audio_path(p):
+                continue
+            if p.is_symlink() and not p.exists():
+                skipped.append({"path": str(p), "error": "BrokenLink",
+                                "message": f"symbolic link to {os.readlink(p)!r}, which does not exist"})
+                continue
+            if not p.is_file():
+                continue
             rel = p.relative_to(root)
             label = rel.parent.name if (label_from == "parent" and len(rel.parts) > 1) else None
             items.append(FileItem(path=str(p), label=label))
-    return items
+    items.sort(key=lambda it: it.path)
+    return Scan(items=tuple(items), skipped=tuple(skipped))
 
 
-def labels_from_csv(items: Sequence[FileItem], csv_path: str | Path, *, label_column: str = "label") -> list[FileItem]:
-    """Relabel ``items`` from a CSV with a file column (``path``, ``filename`` or ``file``) and ``label_column``.
+def _resolve_options(existing: Collection | None, *, embedder, pooling, metric, segment_s, segment_hop_s, where: str):
+    """The run's (embedder, pooling, metric, segment_s, segment_hop_s): given, else the collection's, else defaults."""
+    from audiosim.engine.pooling import PoolingSpec
+    from audiosim.indexes.vectors import canonical_metric
 
-    Rows match a file by its name without extension (so ``dog.wav`` rows label ``dog.ogg``
-    files); files without a row keep their current label.
-    """
-    import csv
-
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        key = next((c for c in ("path", "filename", "file") if c in cols), None)
-        if key is None or label_column not in cols:
-            raise AudiosimError(
-                f"{csv_path} needs a path/filename/file column and a {label_column!r} column; it has {cols}"
-            )
-        table = {Path(row[key]).stem: row[label_column] for row in reader}
-    return [FileItem(path=it.path, label=table.get(Path(it.path).stem, it.label)) for it in items]
-
-
-def segment_frames(frames: np.ndarray, times: np.ndarray, *, segment_s: float | None, duration_s: float,
-                   pooling: PoolingSpec) -> list[tuple[float, float, np.ndarray]]:
-    """Pool frames into one vector per clip, or per ``segment_s`` segment: (offset_s, duration_s, vector)."""
-    if not segment_s:
-        return [(0.0, duration_s, pooling(frames))]
-    out = []
-    seg = np.floor(times / segment_s).astype(np.int64)
-    for k in np.unique(seg):
-        offset = float(k * segment_s)
-        out.append((offset, float(min(segment_s, max(duration_s - offset, 0.0))), pooling(frames[seg == k])))
-    return out
-
-
-def decode_all(items: Sequence[FileItem], *, sample_rate: int, nan_policy: str, workers: int) -> Iterator:
-    """Yield (item, waveform | exception) in order, decoding ahead in a thread pool."""
-    def work(item: FileItem):
+    if metric is not None:
         try:
-            return load_audio(item.path, sample_rate=sample_rate, nan_policy=nan_policy)
-        except AudiosimError as e:
-            return e
-        except Exception as e:  # a decoder bug must not stop the run; it is reported per file
-            return AudiosimError(f"{type(e).__name__}: {e}")
+            metric = canonical_metric(metric)
+        except Exception as e:
+            raise AudiosimError(str(e)) from None
+    spec = PoolingSpec.parse(pooling) if pooling is not None else None
+    if segment_s is not None and not segment_s > 0:
+        raise AudiosimError(f"segment length must be positive seconds, got {segment_s}")
+    if segment_hop_s is not None:
+        if segment_s is None and (existing is None or existing.segment_s is None):
+            raise AudiosimError("a segment hop needs a segment length (--segment SECONDS)")
+        seg = segment_s if segment_s is not None else existing.segment_s
+        if not 0 < segment_hop_s <= seg:
+            raise AudiosimError(f"segment hop must be in (0, segment length {seg}], got {segment_hop_s}")
+    if existing is None:
+        return (embedder or DEFAULTS["embedder"], spec or PoolingSpec.parse(DEFAULTS["pooling"]),
+                metric or DEFAULTS["metric"], segment_s, segment_hop_s if segment_hop_s is not None else None)
+    m = existing.manifest
+    conflicts = []
 
-    if workers <= 1:
-        for item in items:
-            yield item, work(item)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        ahead = max(2, workers * 4)
-        futures = [pool.submit(work, it) for it in items[:ahead]]
-        for i, item in enumerate(items):
-            if i + ahead < len(items):
-                futures.append(pool.submit(work, items[i + ahead]))
-            yield item, futures[i].result()
-            futures[i] = None
+    def differs(option: str, given, have, shown):
+        if given is not None and given != have:
+            conflicts.append(f"{option} {shown(given)} (it uses {shown(have)})")
+
+    differs("--embedder", embedder, m.embedder.name, str)
+    differs("--pooling", spec, m.pooling, lambda p: p.name)
+    differs("--metric", metric, m.metric, str)
+    differs("--segment", segment_s, m.segment_s, lambda s: "none" if s is None else f"{s:g}")
+    hop_have = m.segment_hop_s if m.segment_hop_s is not None else m.segment_s
+    differs("--segment-hop", segment_hop_s, hop_have, lambda s: "none" if s is None else f"{s:g}")
+    if conflicts:
+        raise CollectionMismatchError(
+            f"{where} already exists with other settings: " + "; ".join(conflicts)
+            + ". Omit these options to use the collection's own, or index into a new --collection directory."
+        )
+    return m.embedder.name, m.pooling, m.metric, m.segment_s, m.segment_hop_s
 
 
-def hash_files(items: Sequence[FileItem], workers: int) -> list[str | Exception]:
-    """sha256 of each item's file (or the OSError that prevented it), hashed in a thread pool."""
-    def h(item):
+def _hash_stored(items: Sequence[FileItem], workers: int) -> list[str | Exception]:
+    from audiosim.files import sha256_file
+
+    def h(item: FileItem):
         try:
             return sha256_file(item.path)
         except OSError as e:
-            return e
+            return AudiosimError(f"cannot read {item.path}: {e.strerror or e}")
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(h, items))
 
 
-def ingest_files(
-    items: Sequence[FileItem],
-    collection: Collection,
-    embedder: Embedder,
-    config: IngestConfig,
+def index_folder(
+    folder: str | Path,
+    collection: str | Path,
     *,
-    prune_under: str | Path | None = None,
+    embedder: str | None = None,
+    pooling: str | None = None,
+    metric: str | None = None,
+    segment_s: float | None = None,
+    segment_hop_s: float | None = None,
+    labels: str | Path | None = None,
+    label_column: str = "label",
+    label_from: str = "parent",
+    prune: bool = False,
+    weights: str | Path | None = None,
+    device: str | None = None,
+    embedder_options: dict | None = None,
+    index_kind: str | None = None,
+    index_params: dict | None = None,
+    postprocess: str | None = None,
+    workers: int = 2,
+    flush_every: int = 64,
+    nan_policy: str = "error",
+    progress: bool = False,
+    wait: float | None = None,
     on_file: Callable[[FileItem], None] | None = None,
 ) -> IngestReport:
-    """Bring ``collection`` up to date with ``items``; see the module docstring."""
-    from tqdm.auto import tqdm
+    """Bring ``collection`` up to date with the audio under ``folder``; see the module docstring.
+
+    ``labels``: a CSV (``path``/``filename``/``file`` column and ``label_column``) matched by
+    file name without extension. ``postprocess``: a label-free spec (``"none"`` removes it).
+    ``wait``: seconds to wait for another writer (default 10).
+    """
+    from audiosim.engine.embedders import make_embedder
+    from audiosim.engine.indexing import ensure_index
+    from audiosim.indexes.postprocess import canonical_spec
 
     t0 = time.perf_counter()
-    report = IngestReport(scanned=len(items))
-    stored = collection.files()
-    todo: list[tuple[FileItem, str]] = []
-    replace_ids: dict[str, list[int]] = {}
-    relabel: dict[int, str] = {}
-    for item, sha in zip(items, hash_files(items, config.workers)):
-        if isinstance(sha, Exception):
-            report.failures.append(_failure(item, sha))
-            continue
-        old = stored.get(item.path)
-        if old is not None and old[0] == sha:
-            report.unchanged += 1
-            if item.label is not None and item.label != old[2]:
-                relabel.update(dict.fromkeys(old[1], item.label))
-            continue
-        if old is not None:
-            report.changed += 1
-            replace_ids[item.path] = old[1]
-        else:
-            report.new += 1
-        todo.append((item, sha))
+    if int(flush_every) < 1:
+        raise AudiosimError(f"--flush-every must be at least 1 (files per committed part), got {flush_every}")
+    if int(workers) < 1:
+        raise AudiosimError(f"--workers must be at least 1, got {workers}")
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise AudiosimError(f"{folder} is not a folder; give the folder of recordings to index")
+    root = Path(collection).expanduser()
+    existing = Collection.open(root) if Collection.exists(root) else None
+    name, spec, metric, segment_s, segment_hop_s = _resolve_options(
+        existing, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s, segment_hop_s=segment_hop_s,
+        where=str(root))
+    post = canonical_spec(postprocess) if postprocess is not None else None
+    if index_kind is not None:
+        from audiosim.indexes.kinds import index_class
 
-    if relabel:
-        report.relabelled = collection.set_labels(relabel)
+        index_class(index_kind)  # an unknown kind fails before any work
+    options = dict(existing.manifest.embedder_options) if existing is not None else {}
+    options.update(embedder_options or {})
+    model = make_embedder(name, weights=weights, device=device, options=options)
 
-    if prune_under is not None and config.prune:
-        root = str(Path(prune_under).resolve())
-        present = {it.path for it in items}
-        gone = [p for p in stored if p.startswith(root) and p not in present]
-        if gone:
-            collection.delete(i for p in gone for i in stored[p][1])
-            report.pruned_files = len(gone)
+    scan = scan_folder(folder, label_from=label_from)
+    items = list(scan.items)
+    report = IngestReport(scanned=len(items), skipped=list(scan.skipped))
+    if labels is not None:
+        items, report.labels = _apply_labels(items, labels, label_column)
 
-    sr = embedder.info.sample_rate
-    pending: list[Rows] = []
-    pending_replace: list[int] = []
+    coll = existing or Collection.create(root, embedder=model.info, embedder_options=model.options(), pooling=spec,
+                                         metric=metric, segment_s=segment_s, segment_hop_s=segment_hop_s,
+                                         index_kind=index_kind or "flat", index_params=index_params)
+    coll.check_compatible(embedder=model.info, pooling=spec)
+    with coll.writer(wait=wait, purpose="index") as w:
+        fields = {}
+        source = str(folder.resolve())
+        if source not in w.manifest.sources:
+            fields["sources"] = (*w.manifest.sources, source)
+        if index_kind is not None and index_kind != w.manifest.index_kind:
+            fields["index_kind"] = index_kind
+        if index_params is not None and index_params != w.manifest.index_params:
+            fields["index_params"] = dict(index_params)
+        if postprocess is not None and post != w.manifest.postprocess:
+            fields["postprocess"] = post
+        if fields:
+            w.set_fields(**fields)
 
-    def flush():
-        if pending:
-            report.vectors_added += len(collection.append(Rows.concat(pending), replacing=pending_replace))
-            pending.clear()
-            pending_replace.clear()
-
-    by_item = dict(todo)
-    stream = decode_all([it for it, _ in todo], sample_rate=sr, nan_policy=config.nan_policy, workers=config.workers)
-    bar = tqdm(total=len(todo), unit="clip", desc=f"embedding ({embedder.info.name})", disable=not config.progress)
-    try:
-        for n, (item, wave) in enumerate(stream, 1):
-            if isinstance(wave, Exception):
-                report.failures.append(_failure(item, wave))
-            else:
-                try:
-                    frames, times = embedder.embed_frames(wave)
-                    duration = wave.size / sr
-                    pooled = segment_frames(frames, times, segment_s=config.segment_s, duration_s=duration,
-                                            pooling=config.pooling)
-                except (AudiosimError, ValueError) as e:
-                    report.failures.append(_failure(item, e))
-                else:
-                    pending.append(Rows(
-                        path=[item.path] * len(pooled),
-                        content_sha256=[by_item[item]] * len(pooled),
-                        offset_s=np.array([p[0] for p in pooled]),
-                        duration_s=np.array([p[1] for p in pooled]),
-                        label=[item.label] * len(pooled),
-                        embedding=np.stack([p[2] for p in pooled]),
-                    ))
-                    pending_replace.extend(replace_ids.get(item.path, ()))
-                    report.embedded += 1
-                    report.audio_seconds += duration
-            bar.update(1)
-            if on_file is not None:
-                on_file(item)
-            if n % config.flush_every == 0:
-                flush()
-        flush()
-    finally:
-        bar.close()
-        report.seconds = time.perf_counter() - t0
-        write_errors(collection.root, report.failures)
+        if prune:
+            present = {it.path for it in items}
+            stored = w.collection.files()
+            gone = [p for p in stored if _is_under(p, source) and p not in present]
+            if gone:
+                w.delete(i for p in gone for i in stored[p].ids)
+                report.pruned_files = len(gone)
+        mapper = EmbedMapper(model, spec, segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s)
+        ingest_items(w, items, mapper, report=report, sample_rate=model.info.sample_rate, workers=workers,
+                     flush_every=flush_every, nan_policy=nan_policy, progress=progress,
+                     desc=f"embedding ({model.info.name})", on_file=on_file)
+        if len(w.collection) >= 2 or not w.manifest.postprocess:
+            ensure_index(w)
+        w.write_errors(report.failures)
+        report.vectors = len(w.collection)
+    report.collection = str(coll.root)
+    report.seconds = time.perf_counter() - t0
     return report
 
 
-def _failure(item: FileItem, error: Exception) -> dict:
-    return {"path": item.path, "error": type(error).__name__, "message": str(error)}
+def ingest_items(writer, items: Sequence[FileItem], mapper, *, report: IngestReport, sample_rate: int, workers: int = 2,
+                 flush_every: int = 64, nan_policy: str = "error", progress: bool = False, desc: str = "embedding",
+                 on_file: Callable[[FileItem], None] | None = None) -> IngestReport:
+    """Bring the writer's collection up to date with ``items`` (diff by content hash, relabel, embed, commit).
+
+    Counts go into ``report`` (new, changed, unchanged, relabelled, embedded, failures, ...).
+    Items whose path is stored are hashed first; unchanged ones are skipped (a new label is
+    applied without re-embedding); new and changed ones run through the pipeline, changed ones
+    replacing their old vectors in the same commit. A changed file that fails loses its old
+    vectors.
+    """
+    stored = writer.collection.files()
+    known = [it for it in items if it.path in stored]
+    hashes = dict(zip((it.path for it in known), _hash_stored(known, workers)))
+    todo, replacing, relabel = [], {}, {}
+    for it in items:
+        old = stored.get(it.path)
+        if old is None:
+            report.new += 1
+            todo.append(it)
+            continue
+        sha = hashes[it.path]
+        if isinstance(sha, Exception):
+            report.failures.append(failure(it.path, sha))
+            continue
+        if sha == old.content_sha256:
+            report.unchanged += 1
+            if it.label is not None and it.label != old.label:
+                relabel.update(dict.fromkeys(old.ids, it.label))
+            continue
+        report.changed += 1
+        replacing[it.path] = old.ids
+        todo.append(it)
+    if relabel:
+        report.relabelled += writer.set_labels(relabel)
+    sink = CollectionSink(writer, flush_every=flush_every, replacing=replacing)
+    try:
+        stats = run_pipeline(todo, sample_rate=sample_rate, mapper=mapper, sink=sink, workers=workers,
+                             nan_policy=nan_policy, progress=progress, desc=desc, on_file=on_file)
+        sink.flush()
+    finally:
+        report.vectors_added += sink.vectors_added
+    report.embedded += stats.processed
+    report.audio_seconds += stats.audio_seconds
+    report.failures += stats.failures
+    stale = [i for f in stats.failures if f["path"] in replacing for i in replacing[f["path"]]]
+    if stale:  # the file changed and no longer decodes: its old vectors describe other bytes
+        writer.delete(stale)
+    return report
 
 
-def write_errors(root: str | Path, failures: Iterable[dict]) -> None:
-    """Replace ``errors.jsonl`` with this run's failures (one JSON object a line)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    path = Path(root) / ERRORS_FILE
-    tmp = path.with_name("." + ERRORS_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        for fail in failures:
-            f.write(json.dumps({"run": stamp, **fail}) + "\n")
-    tmp.replace(path)
+def _is_under(path: str, root: str) -> bool:
+    from audiosim.files import is_under
+
+    return is_under(path, root)
+
+
+def _apply_labels(items: list[FileItem], csv_path, label_column: str) -> tuple[list[FileItem], dict | None]:
+    from audiosim.engine.labels import labels_from_csv
+
+    relabelled = labels_from_csv(items, csv_path, label_column=label_column)
+    matched = sum(a.label != b.label for a, b in zip(items, relabelled))
+    return relabelled, {"csv": str(csv_path), "column": label_column, "changed_files": matched}

@@ -1,27 +1,49 @@
-"""Search a collection: rebuild its embedder, keep its FAISS index fresh, answer queries by example."""
+"""Search a collection: a warm :class:`Searcher` holding the embedder, index, post-processing and metadata.
+
+A :class:`Searcher` loads once what every query needs — the collection's index (saved, or built
+in memory when the saved one is stale), its post-processing, and per-row metadata as numpy
+columns (:class:`audiosim.engine.store.ItemTable`) — and builds the embedder on the first audio
+query. Each search first checks (one ``stat``) whether another process committed a new
+revision and, if so, reloads before answering, so a long-lived searcher (``audiosim serve``)
+follows ``audiosim index`` runs without failing a request.
+
+Queries (exactly one kind per call):
+
+* ``clip=PATH`` -- an audio file, pooled as a whole (``start_s``/``end_s`` select a time range);
+* ``waveform=ARRAY, sample_rate=SR`` -- samples in memory (same range options);
+* ``vector=ARRAY`` -- a vector in the collection's stored space (raw pooled, like the Parquet
+  ``embedding`` column); post-processing is applied as for stored vectors;
+* ``id=INT`` -- "more like this": the stored item's own vector, read from the index (no
+  re-embedding).
+
+A list of clips, waveforms or ids, or a 2-D vector array, is a batch: one result list per
+query. Filters (``label``, ``path_prefix``, ``min_duration_s``/``max_duration_s``,
+``exclude_same_file``) run inside FAISS through an id selector, so ``k`` hits come back whenever
+at least ``k`` items match; approximate indexes that return fewer are completed by an exact
+search over the matching items. Metadata of the hits is fetched in O(k log n), so the cost of
+a warm search beyond the FAISS call does not grow with the collection.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from audiosim.engine.audio import load_audio
-from audiosim.engine.embedders import get_embedder
-from audiosim.engine.embedders.base import Embedder
-from audiosim.engine.ingest import segment_frames
-from audiosim.engine.pooling import PoolingSpec
-from audiosim.engine.store import Collection
-from audiosim.errors import CollectionMismatchError, VectorIndexError
-from audiosim.indexes.base import VectorIndex as FlatIndex
-from audiosim.indexes.kinds import load_index as _load_saved, make_index
+from audiosim.engine.store import Collection, ItemTable
+from audiosim.errors import AudiosimError, CollectionMismatchError
 
-INDEX_DIR = "index"
+EXACT_FALLBACK_MAX = 200_000
 
 
 @dataclass(frozen=True)
 class Hit:
+    """One result: rank (1-based), score (cosine similarity, or Euclidean distance), the item."""
+
     rank: int
     score: float
     id: int
@@ -34,90 +56,352 @@ class Hit:
         return dict(self.__dict__)
 
 
-def embedder_for(collection: Collection, *, weights: str | None = None, **options) -> Embedder:
-    """The embedder that made ``collection``'s vectors, checked by its weights sha256."""
-    opts = {k: v for k, v in collection.manifest.get("embedder_options", {}).items() if v is not None}
-    if weights is not None:
-        opts["weights"] = weights
+@dataclass(frozen=True)
+class Item:
+    """A stored vector's metadata."""
+
+    id: int
+    path: str
+    label: str | None
+    offset_s: float
+    duration_s: float
+    content_sha256: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where a query's time went, in milliseconds."""
+
+    decode_ms: float = 0.0
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 3) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which items a search may return."""
+
+    label: tuple[str, ...] | None = None
+    path_prefix: str | None = None
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    exclude_same_file: bool = False
+
+    @classmethod
+    def make(cls, *, label=None, path_prefix=None, min_duration_s=None, max_duration_s=None,
+             exclude_same_file=False) -> "Filters":
+        labels = None if label is None else ((label,) if isinstance(label, str) else tuple(label))
+        prefix = None if path_prefix in (None, "") else str(Path(path_prefix).expanduser().resolve())
+        return cls(label=labels, path_prefix=prefix, min_duration_s=min_duration_s, max_duration_s=max_duration_s,
+                   exclude_same_file=bool(exclude_same_file))
+
+    @property
+    def restricts(self) -> bool:
+        return (self.label is not None or self.path_prefix is not None or self.min_duration_s is not None
+                or self.max_duration_s is not None)
+
+
+@dataclass(frozen=True)
+class _State:
+    items: ItemTable
+    index: object  # engine.indexing.SearchIndex
+    revision: int
+    key: tuple
+
+
+def _state_key(m) -> tuple:
+    """What a loaded state depends on: the data revision and how the index sees it."""
+    return (m.revision, m.postprocess, m.index_kind, tuple(sorted(m.index_params.items())),
+            m.index.dir if m.index_fresh else None)
+
+
+def embedder_for(collection: Collection, *, weights=None, device: str | None = None, **options):
+    """The embedder that made ``collection``'s vectors (its stored options plus ``options``), checked by its weights."""
+    from audiosim.engine.embedders import make_embedder
+
+    opts = {k: v for k, v in collection.manifest.embedder_options.items() if v is not None}
     opts.update(options)
-    emb = get_embedder(collection.embedder["name"], **opts)
-    want, got = collection.embedder, emb.info.to_dict()
+    emb = make_embedder(collection.embedder.name, weights=weights, device=device, options=opts)
+    want, got = collection.embedder, emb.info
     for key in ("version", "weights_sha256", "dim", "sample_rate"):
-        if want.get(key) != got.get(key):
+        if getattr(want, key) != getattr(got, key):
             raise CollectionMismatchError(
-                f"the {want['name']} embedder resolved now differs from the one that built {collection.root} "
-                f"({key}: collection {want.get(key)!r}, now {got.get(key)!r}); pass --weights with the original weights"
+                f"the {want.name} embedder resolved now differs from the one that built {collection.root} "
+                f"({key}: collection {getattr(want, key)!r}, now {getattr(got, key)!r}); pass --weights with the original weights"
             )
     return emb
 
 
-def index_vectors(collection: Collection, vectors: np.ndarray) -> np.ndarray:
-    """Vectors as the index sees them (the collection's label-free post-processing, if any)."""
-    spec = collection.manifest.get("postprocess")
-    if not spec:
-        return vectors
-    from audiosim.indexes.postprocess import Postprocessor
-
-    return Postprocessor.load(collection.root / INDEX_DIR).transform(vectors)
-
-
-def build_index(collection: Collection) -> FlatIndex:
-    """(Re)build and save the collection's exact index from its stored vectors."""
-    ids, vectors = collection.embeddings()
-    x = index_vectors(collection, vectors) if len(ids) else vectors
-    index = make_index(collection.manifest.get("index_kind", "flat"), dim=x.shape[1], metric=collection.metric)
-    if len(ids):
-        index.add(ids, x)
-    index.save(collection.root / INDEX_DIR, extra={"collection_revision": collection.manifest["revision"]})
-    return index
-
-
-def load_index(collection: Collection) -> FlatIndex:
-    """The saved index, rebuilt first when missing or older than the collection."""
-    d = collection.root / INDEX_DIR
-    try:
-        index, sidecar = _load_saved(d)
-    except VectorIndexError:
-        return build_index(collection)
-    stale = (sidecar.get("collection_revision") != collection.manifest["revision"] or len(index) != len(collection)
-             or sidecar.get("kind") != collection.manifest.get("index_kind", "flat"))
-    if stale:
-        return build_index(collection)
-    return index
-
-
-def embed_file(embedder: Embedder, path: str | Path, pooling: PoolingSpec, *, segment_s: float | None = None,
+def embed_file(embedder, path: str | Path, pooling, *, segment_s: float | None = None, segment_hop_s: float | None = None,
                nan_policy: str = "error") -> list[tuple[float, float, np.ndarray]]:
-    """(offset_s, duration_s, pooled vector) for one file, as ingest computes them."""
-    sr = embedder.info.sample_rate
-    wave = load_audio(path, sample_rate=sr, nan_policy=nan_policy)
-    frames, times = embedder.embed_frames(wave)
-    return segment_frames(frames, times, segment_s=segment_s, duration_s=wave.size / sr, pooling=pooling)
+    """``(offset_s, duration_s, vector)`` for one file, exactly as ingest computes them."""
+    from audiosim.engine.pipeline import EmbedMapper, FileItem, decode_item
+
+    d = decode_item(FileItem(path=str(path)), sample_rate=embedder.info.sample_rate, nan_policy=nan_policy)
+    if d.error is not None:
+        raise d.error
+    rows = EmbedMapper(embedder, pooling, segment_s=segment_s, segment_hop_s=segment_hop_s)(d)
+    return [(float(o), float(t), v) for o, t, v in zip(rows.offset_s, rows.duration_s, rows.embedding)]
 
 
-def search_vectors(collection: Collection, vectors: np.ndarray, *, k: int, index: FlatIndex | None = None) -> list[list[Hit]]:
-    """Top-k hits for each query vector."""
-    index = index or load_index(collection)
-    result = index.search(index_vectors(collection, np.atleast_2d(vectors)), min(k, max(len(index), 1)))
-    wanted = {int(i) for i in result.ids.ravel() if i >= 0}
-    meta = {r["id"]: r for r in collection.records() if r["id"] in wanted}
-    hits = []
-    for scores, ids in zip(result.scores, result.ids):
-        row = []
-        for rank, (s, i) in enumerate(zip(scores, ids), 1):
-            if i < 0:
-                continue
-            m = meta[int(i)]
-            row.append(Hit(rank=rank, score=float(s), id=int(i), path=m["path"], label=m["label"],
-                           offset_s=float(m["offset_s"]), duration_s=float(m["duration_s"])))
-        hits.append(row)
-    return hits
+class Searcher:
+    """Warm search over one collection; see the module docstring. Safe to call from several threads."""
 
+    def __init__(self, collection: Collection | str | Path, *, weights=None, device: str | None = None,
+                 **embedder_options) -> None:
+        root = collection.root if isinstance(collection, Collection) else Path(collection)
+        self.collection = Collection.open(root)  # a private handle: refreshing it never moves the caller's
+        self._embedder_args = {"weights": weights, "device": device, **embedder_options}
+        self._embedder = None
+        self._embed_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._state: _State | None = None
+        self._load()
 
-def query_file(collection: Collection, clip: str | Path, *, k: int = 10, embedder: Embedder | None = None,
-               weights: str | None = None) -> list[Hit]:
-    """Rank the collection's vectors by similarity to ``clip`` (whole clip pooled)."""
-    embedder = embedder or embedder_for(collection, weights=weights)
-    pooling = PoolingSpec.from_dict(collection.pooling)
-    [(_, _, vec)] = embed_file(embedder, clip, pooling)
-    return search_vectors(collection, vec[None, :], k=k)[0]
+    # ------------------------------------------------------------------ state
+    def _load(self) -> _State:
+        from audiosim.engine.indexing import load_for_search
+
+        for _ in range(5):
+            key = _state_key(self.collection.manifest)
+            items = self.collection.items()
+            index = load_for_search(self.collection)
+            if _state_key(self.collection.manifest) == key and index.revision == key[0]:
+                self._state = _State(items=items, index=index, revision=key[0], key=key)
+                return self._state
+        raise AudiosimError(f"{self.collection.root} kept changing while it was loaded; try again")
+
+    def refresh(self) -> bool:
+        """Reload if another process committed a new revision; True when it did."""
+        self.collection.refresh()
+        if self._state is not None and self._state.key == _state_key(self.collection.manifest):
+            return False
+        with self._load_lock:
+            if self._state is not None and self._state.key == _state_key(self.collection.manifest):
+                return False
+            self._load()
+            return True
+
+    @property
+    def revision(self) -> int:
+        return self._state.revision
+
+    @property
+    def items(self) -> ItemTable:
+        return self._state.items
+
+    @property
+    def embedder(self):
+        """The collection's embedder, built on first use (checked against the weights that made the vectors)."""
+        if self._embedder is None:
+            with self._embed_lock:
+                if self._embedder is None:
+                    self._embedder = embedder_for(self.collection, **self._embedder_args)
+        return self._embedder
+
+    def warm(self) -> "Searcher":
+        """Build the embedder now rather than on the first audio query."""
+        _ = self.embedder
+        return self
+
+    def __len__(self) -> int:
+        return len(self._state.items)
+
+    # ------------------------------------------------------------------ items
+    def item(self, id: int) -> Item:
+        """Metadata of a stored vector; an unknown id is an :class:`AudiosimError`."""
+        state = self._current()
+        pos = int(state.items.positions(np.array([int(id)]))[0])
+        if pos < 0:
+            raise AudiosimError(f"{self.collection.root} holds no item with id {id}")
+        return self._item_at(state.items, pos)
+
+    @staticmethod
+    def _item_at(items: ItemTable, pos: int) -> Item:
+        lc = int(items.label_code[pos])
+        return Item(id=int(items.ids[pos]), path=items.paths[int(items.path_code[pos])],
+                    label=items.labels[lc] if lc >= 0 else None, offset_s=float(items.offset_s[pos]),
+                    duration_s=float(items.duration_s[pos]),
+                    content_sha256=items.content_sha256[pos] if items.content_sha256 else "")
+
+    def _current(self) -> _State:
+        self.refresh()
+        return self._state
+
+    # ------------------------------------------------------------------ search
+    def search(self, *, clip=None, waveform=None, sample_rate: int | None = None, vector=None, id=None, k: int = 10,
+               start_s: float | None = None, end_s: float | None = None, label=None, path_prefix: str | None = None,
+               min_duration_s: float | None = None, max_duration_s: float | None = None,
+               exclude_same_file: bool = False):
+        """Top-``k`` hits for one query (a list of :class:`Hit`) or a batch (a list of lists); see the module docstring."""
+        return self.search_timed(clip=clip, waveform=waveform, sample_rate=sample_rate, vector=vector, id=id, k=k,
+                                 start_s=start_s, end_s=end_s, label=label, path_prefix=path_prefix,
+                                 min_duration_s=min_duration_s, max_duration_s=max_duration_s,
+                                 exclude_same_file=exclude_same_file)[0]
+
+    def search_timed(self, *, clip=None, waveform=None, sample_rate: int | None = None, vector=None, id=None, k: int = 10,
+                     start_s: float | None = None, end_s: float | None = None, label=None,
+                     path_prefix: str | None = None, min_duration_s: float | None = None,
+                     max_duration_s: float | None = None, exclude_same_file: bool = False):
+        """Like :meth:`search`, returning ``(hits, Timing)``."""
+        t0 = time.perf_counter()
+        given = [n for n, v in (("clip", clip), ("waveform", waveform), ("vector", vector), ("id", id)) if v is not None]
+        if len(given) != 1:
+            raise AudiosimError("give exactly one query: clip=, waveform= (with sample_rate=), vector= or id= "
+                                f"(got {', '.join(given) or 'none'})")
+        if int(k) < 1:
+            raise AudiosimError(f"k must be at least 1, got {k}")
+        if (start_s is not None or end_s is not None) and (vector is not None or id is not None):
+            raise AudiosimError("start_s/end_s select a time range of a query clip or waveform, not of a vector or id")
+        filters = Filters.make(label=label, path_prefix=path_prefix, min_duration_s=min_duration_s,
+                               max_duration_s=max_duration_s, exclude_same_file=exclude_same_file)
+        state = self._current()
+        decode_ms = embed_ms = 0.0
+        if clip is not None:
+            batch = isinstance(clip, (list, tuple))
+            paths = [str(c) for c in (clip if batch else [clip])]
+            t = time.perf_counter()
+            waves = [self._load_clip(p) for p in paths]
+            decode_ms = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            Q = state.index.transform(np.stack([self._embed(w, start_s, end_s) for w in waves]))
+            embed_ms = (time.perf_counter() - t) * 1e3
+            own = [str(Path(p).expanduser().resolve()) for p in paths]
+        elif waveform is not None:
+            batch = isinstance(waveform, (list, tuple))
+            if sample_rate is None:
+                raise AudiosimError("waveform= needs sample_rate= (Hz)")
+            t = time.perf_counter()
+            waves = [self._prepare_waveform(w, sample_rate) for w in (waveform if batch else [waveform])]
+            decode_ms = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            Q = state.index.transform(np.stack([self._embed(w, start_s, end_s) for w in waves]))
+            embed_ms = (time.perf_counter() - t) * 1e3
+            own = [None] * len(waves)
+        elif vector is not None:
+            v = np.asarray(vector, dtype=np.float32)
+            batch = v.ndim == 2
+            v = np.atleast_2d(v)
+            if v.ndim != 2 or v.shape[1] != self.collection.dim:
+                raise AudiosimError(f"vector queries must have the collection's dimension {self.collection.dim} "
+                                    f"(stored space, before post-processing); got shape {tuple(np.shape(vector))}")
+            if not np.isfinite(v).all():
+                raise AudiosimError("vector queries must be finite")
+            Q = state.index.transform(v)
+            own = [None] * len(v)
+        else:
+            batch = isinstance(id, (list, tuple, np.ndarray))
+            ids = np.asarray(list(id) if batch else [id], dtype=np.int64)
+            pos = state.items.positions(ids)
+            if (pos < 0).any():
+                raise AudiosimError(f"{self.collection.root} holds no item with id {int(ids[pos < 0][0])}")
+            Q = state.index.index.reconstruct(ids)
+            own = [state.items.paths[int(state.items.path_code[p])] for p in pos]
+        t = time.perf_counter()
+        results = self._search_index(state, Q, own, int(k), filters)
+        search_ms = (time.perf_counter() - t) * 1e3
+        timing = Timing(decode_ms=decode_ms, embed_ms=embed_ms, search_ms=search_ms,
+                        total_ms=(time.perf_counter() - t0) * 1e3)
+        return (results if batch else results[0]), timing
+
+    # ------------------------------------------------------------------ internals
+    def _load_clip(self, path: str) -> np.ndarray:
+        from audiosim.engine.audio import load_audio
+
+        return load_audio(path, sample_rate=self.embedder.info.sample_rate)
+
+    def _prepare_waveform(self, waveform, sample_rate: int) -> np.ndarray:
+        from audiosim.engine.audio import resample, to_mono_float
+
+        x = to_mono_float(np.asarray(waveform), source="waveform")
+        return resample(x, orig_sr=int(sample_rate), target_sr=self.embedder.info.sample_rate)
+
+    def _embed(self, wave: np.ndarray, start_s: float | None, end_s: float | None) -> np.ndarray:
+        sr = self.embedder.info.sample_rate
+        if start_s is not None or end_s is not None:
+            dur = wave.size / sr
+            a = 0.0 if start_s is None else float(start_s)
+            b = dur if end_s is None else min(float(end_s), dur)
+            if a < 0 or b <= a or a >= dur:
+                raise AudiosimError(f"the time range {a:g}-{b:g} s is empty or outside the query ({dur:.2f} s long)")
+            wave = wave[int(round(a * sr)):int(round(b * sr))]
+        with self._embed_lock:
+            frames, _ = self.embedder.embed_frames(wave)
+        return self.collection.pooling(frames)
+
+    def _allowed(self, items: ItemTable, filters: Filters) -> np.ndarray | None:
+        """Boolean mask of the rows the filters allow (None: all)."""
+        if not filters.restricts:
+            return None
+        mask = np.ones(len(items), dtype=bool)
+        if filters.label is not None:
+            codes = [i for i, name in enumerate(items.labels) if name in set(filters.label)]
+            mask &= np.isin(items.label_code, codes)
+        if filters.path_prefix is not None:
+            from audiosim.files import is_under
+
+            under = np.fromiter((is_under(p, filters.path_prefix) for p in items.paths), dtype=bool, count=len(items.paths))
+            mask &= under[items.path_code] if under.size else False
+        if filters.min_duration_s is not None:
+            mask &= items.duration_s >= filters.min_duration_s
+        if filters.max_duration_s is not None:
+            mask &= items.duration_s <= filters.max_duration_s
+        return mask
+
+    def _search_index(self, state: _State, Q: np.ndarray, own: Sequence[str | None], k: int,
+                      filters: Filters) -> list[list[Hit]]:
+        items, vindex = state.items, state.index.index
+        if len(items) == 0:
+            return [[] for _ in range(len(Q))]
+        base = self._allowed(items, filters)
+        path_code = {p: i for i, p in enumerate(items.paths)} if filters.exclude_same_file else {}
+        out = []
+        for q, own_path in zip(Q, own):
+            mask = base
+            if filters.exclude_same_file and own_path is not None and own_path in path_code:
+                mask = (np.ones(len(items), bool) if mask is None else mask.copy())
+                mask &= items.path_code != path_code[own_path]
+            if mask is None:
+                kk = min(k, len(items))
+                res = vindex.search(q[None, :], kk)
+                scores, ids = res.scores[0], res.ids[0]
+            else:
+                allowed = items.ids[mask]
+                kk = min(k, allowed.size)
+                if kk == 0:
+                    out.append([])
+                    continue
+                res = vindex.search(q[None, :], kk, allowed_ids=allowed)
+                scores, ids = res.scores[0], res.ids[0]
+                if (ids >= 0).sum() < kk and allowed.size <= EXACT_FALLBACK_MAX:
+                    scores, ids = self._exact(vindex, q, allowed, kk)
+            keep = ids >= 0
+            scores, ids = scores[keep], ids[keep]
+            pos = items.positions(ids)
+            row = []
+            for rank, (s, i, p) in enumerate(zip(scores, ids, pos), 1):
+                it = self._item_at(items, int(p))
+                row.append(Hit(rank=rank, score=float(s), id=int(i), path=it.path, label=it.label,
+                               offset_s=it.offset_s, duration_s=it.duration_s))
+            out.append(row)
+        return out
+
+    @staticmethod
+    def _exact(vindex, q: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores over the allowed ids (completes what an approximate index missed under a filter)."""
+        X = vindex.reconstruct(allowed)
+        qq = vindex.prepare(q[None, :])[0]
+        if vindex.metric == "cosine":
+            s = X @ qq
+            order = np.argsort(-s, kind="stable")[:k]
+        else:
+            s = np.sqrt(np.maximum(((X - qq) ** 2).sum(axis=1), 0.0))
+            order = np.argsort(s, kind="stable")[:k]
+        return s[order].astype(np.float32), allowed[order]

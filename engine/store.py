@@ -1,17 +1,40 @@
-"""The vector store: a collection directory of Parquet part files plus a JSON manifest.
+"""The vector store: a collection directory of immutable Parquet parts named by a JSON manifest.
 
 Layout of a collection ``DIR``::
 
-    DIR/collection.json        manifest: embedder, pooling, metric, live parts, next id, revision
-    DIR/parts/part-*.parquet   immutable part files (id, path, content_sha256, offset_s,
-                               duration_s, label, embedding); schema metadata repeats the
-                               embedder/pooling record
-    DIR/index/                 the FAISS index and its JSON sidecar (see audiosim.indexes)
-    DIR/errors.jsonl           per-file failures of the last ingest runs
+    DIR/collection.json         the manifest (:class:`audiosim.engine.manifest.Manifest`): embedder,
+                                pooling, metric, live parts with their sizes and sha256, next id,
+                                revision, the saved index
+    DIR/parts/part-*.parquet    immutable parts: id, path, content_sha256, offset_s, duration_s,
+                                label, embedding (fixed-size float32 list) [, tags]; written with
+                                Parquet page checksums; the schema metadata repeats the embedder
+                                and pooling record
+    DIR/index/r<rev>-<id>/      a saved index (FAISS file, sidecar with its sha256, post-processing)
+    DIR/.lock                   the writer lock (:mod:`audiosim.engine.lock`)
+    DIR/errors.jsonl            per-file failures of the last ingest run
 
-Every write is atomic: a part is written to a temporary name and renamed, then the manifest
-is replaced. A part not named by the manifest (left by an interrupted run) is ignored and
-removed on the next write, so an interrupted run always leaves a valid collection.
+This module is the only code that reads or writes ``collection.json`` and the parts.
+
+Writers and readers
+-------------------
+* **One writer at a time.** Every change goes through a :class:`CollectionWriter` (``with
+  coll.writer(wait=10) as w: ...``), which holds the OS lock on ``DIR/.lock`` and re-reads the
+  manifest after taking it. Each change is one atomic commit: new parts are written under a
+  temporary name, fsynced and renamed, then the manifest is replaced (temporary file + rename)
+  with the next revision.
+* **Readers see a snapshot.** A :class:`Collection` reads the parts named by the manifest it
+  loaded. Parts are never modified; a part leaves the disk only when the lock holder commits
+  and neither the new manifest nor the one it replaced names it, so a reader holding the
+  previous revision can still read it. A reader whose snapshot is older than that finds a part
+  gone, refreshes its manifest and retries (:meth:`Collection._read`).
+* **Clean-up under the lock.** Files in ``parts/`` and ``index/`` that no kept manifest names
+  (left by a killed writer, or retired) are removed by the next commit.
+
+Integrity
+---------
+Every part's byte size and sha256 are in the manifest; reads check the size and the Parquet
+page checksums (and that embeddings are finite), ``audiosim check`` re-hashes every file. A
+mismatch is a :class:`CorruptCollectionError` naming the file and the fix (``audiosim repair``).
 Ids are int64, unique, never reused, and equal the FAISS ids.
 """
 
@@ -21,25 +44,39 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from audiosim import __version__
-from audiosim.errors import CollectionError, CollectionMismatchError
+from audiosim.engine.embedders.base import EmbedderInfo
+from audiosim.engine.lock import WriterLock
+from audiosim.engine.manifest import FORMAT_VERSION, IndexRecord, Manifest, ManifestError, PartRecord
+from audiosim.engine.pooling import PoolingSpec
+from audiosim.errors import CollectionError, CollectionMismatchError, CorruptCollectionError
 
 MANIFEST = "collection.json"
 PARTS = "parts"
-FORMAT_VERSION = 1
-METRICS = ("cosine", "l2")
+INDEX = "index"
 COLUMNS = ("id", "path", "content_sha256", "offset_s", "duration_s", "label", "embedding")
+TAGS = "tags"
+ERRORS_FILE = "errors.jsonl"
+REPAIR = "run `audiosim repair --collection {root}` (it drops what is unreadable and lists the files to re-index)"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass(frozen=True)
 class Rows:
-    """A batch of vectors with their provenance (all columns but ``id``)."""
+    """A batch of vectors with their provenance (all columns but ``id``).
+
+    ``tags``: for collections that store classifier tags, one tuple of ``(class name, score)``
+    pairs per row (best first); ``None`` otherwise.
+    """
 
     path: list[str]
     content_sha256: list[str]
@@ -47,6 +84,7 @@ class Rows:
     duration_s: np.ndarray
     label: list[str | None]
     embedding: np.ndarray  # [n, dim] float32
+    tags: list[tuple[tuple[str, float], ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.path)
@@ -54,6 +92,7 @@ class Rows:
     @classmethod
     def concat(cls, batches: Iterable["Rows"]) -> "Rows":
         b = list(batches)
+        has_tags = bool(b) and all(r.tags is not None for r in b)
         return cls(
             path=[p for r in b for p in r.path],
             content_sha256=[s for r in b for s in r.content_sha256],
@@ -61,41 +100,59 @@ class Rows:
             duration_s=np.concatenate([r.duration_s for r in b]) if b else np.zeros(0),
             label=[x for r in b for x in r.label],
             embedding=np.concatenate([r.embedding for r in b]) if b else np.zeros((0, 0), np.float32),
+            tags=[t for r in b for t in r.tags] if has_tags else None,
         )
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class StoredFile:
+    """What the collection holds for one audio file."""
+
+    content_sha256: str
+    ids: tuple[int, ...]
+    label: str | None
 
 
-def _schema(dim: int, metadata: dict):
-    import pyarrow as pa
+@dataclass(frozen=True)
+class ItemTable:
+    """Per-row metadata as numpy columns, sorted by id, for O(log n) lookups and vectorised filters.
 
-    return pa.schema(
-        [
-            pa.field("id", pa.int64(), nullable=False),
-            pa.field("path", pa.string(), nullable=False),
-            pa.field("content_sha256", pa.string(), nullable=False),
-            pa.field("offset_s", pa.float64(), nullable=False),
-            pa.field("duration_s", pa.float64(), nullable=False),
-            pa.field("label", pa.string(), nullable=True),
-            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
-        ],
-        metadata={b"audiosim": json.dumps(metadata, sort_keys=True).encode()},
-    )
+    ``paths[path_code[i]]`` is row i's file; ``labels[label_code[i]]`` its label (code -1: none).
+    """
+
+    ids: np.ndarray
+    path_code: np.ndarray
+    paths: tuple[str, ...]
+    label_code: np.ndarray
+    labels: tuple[str, ...]
+    offset_s: np.ndarray
+    duration_s: np.ndarray
+    content_sha256: tuple[str, ...] = ()
+    tags: tuple | None = None
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Row positions of ``ids`` (-1 where an id is unknown)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        pos = np.minimum(pos, max(self.ids.size - 1, 0))
+        found = (self.ids.size > 0) & (self.ids[pos] == ids) if self.ids.size else np.zeros(ids.shape, bool)
+        return np.where(found, pos, -1)
+
+    def label_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.label_code[self.label_code >= 0], minlength=len(self.labels))
+        return {name: int(c) for name, c in sorted(zip(self.labels, counts)) if c}
 
 
 class Collection:
-    """A handle on a collection directory; reads are cheap, writes are atomic."""
+    """A handle on a collection directory: a manifest snapshot plus reads of the parts it names."""
 
-    def __init__(self, root: str | Path, manifest: dict) -> None:
+    def __init__(self, root: str | Path, manifest: Manifest) -> None:
         self.root = Path(root)
         self.manifest = manifest
+        self._stamp = _stamp(self.root / MANIFEST)
 
     # ------------------------------------------------------------------ lifecycle
     @staticmethod
@@ -104,248 +161,629 @@ class Collection:
 
     @classmethod
     def open(cls, root: str | Path) -> "Collection":
-        path = Path(root) / MANIFEST
-        if not path.is_file():
-            raise CollectionError(f"{root} is not a collection (no {MANIFEST}); create one with `audiosim index FOLDER --collection {root}`")
-        try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise CollectionError(f"{path} is corrupt: {e}") from e
-        if manifest.get("format") != FORMAT_VERSION:
-            raise CollectionError(f"{path}: unsupported collection format {manifest.get('format')!r}")
-        return cls(root, manifest)
-
-    @classmethod
-    def create(cls, root: str | Path, *, embedder: dict, embedder_options: dict, pooling: dict,
-               metric: str = "cosine", extra: dict | None = None) -> "Collection":
-        if metric not in METRICS:
-            raise CollectionError(f"metric must be one of {METRICS}, got {metric!r}")
         root = Path(root)
-        if cls.exists(root):
-            raise CollectionError(f"{root} already holds a collection")
-        (root / PARTS).mkdir(parents=True, exist_ok=True)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        manifest = {
-            "format": FORMAT_VERSION,
-            "audiosim_version": __version__,
-            "embedder": dict(embedder),
-            "embedder_options": dict(embedder_options),
-            "pooling": dict(pooling),
-            "dim": int(embedder["dim"]) * len(pooling["name"].split("+")),
-            "metric": metric,
-            "parts": [],
-            "next_id": 0,
-            "count": 0,
-            "revision": 0,
-            "created": now,
-            "updated": now,
-            **(extra or {}),
-        }
-        c = cls(root, manifest)
-        _write_json_atomic(root / MANIFEST, manifest)
-        return c
+        if not (root / MANIFEST).is_file():
+            raise CollectionError(f"{root} is not a collection (no {MANIFEST}); create one with "
+                                  f"`audiosim index FOLDER --collection {root}`")
+        return cls(root, read_manifest(root))
 
     @classmethod
-    def open_or_create(cls, root: str | Path, *, embedder: dict, embedder_options: dict, pooling: dict,
-                       metric: str = "cosine", extra: dict | None = None) -> "Collection":
-        if cls.exists(root):
-            c = cls.open(root)
-            c.check_compatible(embedder=embedder, pooling=pooling)
-            return c
-        return cls.create(root, embedder=embedder, embedder_options=embedder_options, pooling=pooling,
-                          metric=metric, extra=extra)
+    def create(cls, root: str | Path, *, embedder: EmbedderInfo | dict, embedder_options: dict | None = None,
+               pooling: PoolingSpec | dict, metric: str = "cosine", segment_s: float | None = None,
+               segment_hop_s: float | None = None, index_kind: str = "flat", index_params: dict | None = None,
+               class_map_sha256: str | None = None, extra: dict | None = None) -> "Collection":
+        """A new, empty collection (the folder may exist but must not hold one)."""
+        from audiosim.indexes.vectors import canonical_metric
+
+        root = Path(root)
+        info = embedder if isinstance(embedder, EmbedderInfo) else EmbedderInfo(**embedder)
+        spec = pooling if isinstance(pooling, PoolingSpec) else PoolingSpec.from_dict(pooling)
+        try:
+            metric = canonical_metric(metric)
+        except Exception as e:
+            raise CollectionError(str(e)) from None
+        (root / PARTS).mkdir(parents=True, exist_ok=True)
+        with WriterLock(root, purpose="create"):
+            if cls.exists(root):
+                raise CollectionError(f"{root} already holds a collection")
+            now = _now()
+            m = Manifest(embedder=info, pooling=spec, dim=spec.dim(info.dim), metric=metric,
+                         embedder_options=dict(embedder_options or {}), segment_s=segment_s, segment_hop_s=segment_hop_s,
+                         index_kind=index_kind, index_params=dict(index_params or {}), class_map_sha256=class_map_sha256,
+                         created=now, updated=now, audiosim_version=__version__, extra=dict(extra or {}))
+            m.validate(source=str(root / MANIFEST))
+            write_manifest(root, m)
+        return cls(root, m)
+
+    # ------------------------------------------------------------------ snapshot
+    def refresh(self) -> bool:
+        """Re-read the manifest if another process replaced it; True when the snapshot changed."""
+        stamp = _stamp(self.root / MANIFEST)
+        if stamp == self._stamp:
+            return False
+        m = read_manifest(self.root)
+        changed = m != self.manifest
+        self.manifest, self._stamp = m, stamp
+        return changed
 
     # ------------------------------------------------------------------ properties
     @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
+    def embedder(self) -> EmbedderInfo:
+        return self.manifest.embedder
+
+    @property
+    def pooling(self) -> PoolingSpec:
+        return self.manifest.pooling
 
     @property
     def metric(self) -> str:
-        return self.manifest["metric"]
+        return self.manifest.metric
 
     @property
-    def embedder(self) -> dict:
-        return self.manifest["embedder"]
+    def dim(self) -> int:
+        return self.manifest.dim
 
     @property
-    def pooling(self) -> dict:
-        return self.manifest["pooling"]
+    def segment_s(self) -> float | None:
+        return self.manifest.segment_s
+
+    @property
+    def segment_hop_s(self) -> float | None:
+        return self.manifest.segment_hop_s
+
+    @property
+    def index_kind(self) -> str:
+        return self.manifest.index_kind
+
+    @property
+    def postprocess(self) -> str | None:
+        return self.manifest.postprocess
+
+    @property
+    def revision(self) -> int:
+        return self.manifest.revision
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.manifest.sources
+
+    @property
+    def has_tags(self) -> bool:
+        return self.manifest.class_map_sha256 is not None
 
     def __len__(self) -> int:
-        return int(self.manifest["count"])
+        return self.manifest.count
 
-    def check_compatible(self, *, embedder: dict, pooling: dict) -> None:
+    def __repr__(self) -> str:
+        return f"Collection({str(self.root)!r}, {len(self)} vectors, revision {self.revision})"
+
+    def check_compatible(self, *, embedder: EmbedderInfo, pooling: PoolingSpec) -> None:
         """Refuse vectors from another embedder, version, weights, sample rate, dim or pooling."""
         mine = self.embedder
         problems = []
         for key in ("name", "version", "weights_sha256", "sample_rate", "dim", "window_s", "hop_s"):
-            if mine.get(key) != embedder.get(key):
-                problems.append(f"embedder {key}: collection has {mine.get(key)!r}, new vectors have {embedder.get(key)!r}")
+            if getattr(mine, key) != getattr(embedder, key):
+                problems.append(f"embedder {key}: collection has {getattr(mine, key)!r}, new vectors have {getattr(embedder, key)!r}")
         if self.pooling != pooling:
-            problems.append(f"pooling: collection has {self.pooling}, new vectors have {pooling}")
+            problems.append(f"pooling: collection has {self.pooling.name!r}, new vectors have {pooling.name!r}")
         if problems:
             raise CollectionMismatchError(
                 f"refusing to mix vectors in {self.root}: " + "; ".join(problems)
                 + ". Use a new --collection directory, or the same embedder, weights and pooling."
             )
 
-    # ------------------------------------------------------------------ writing
-    def _metadata(self) -> dict:
-        return {"embedder": self.embedder, "pooling": self.pooling, "audiosim_version": __version__, "metric": self.metric}
-
-    def _write_part(self, ids: np.ndarray, rows: Rows) -> str:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        emb = np.ascontiguousarray(rows.embedding, dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[1] != self.dim:
-            raise CollectionMismatchError(f"embedding shape {emb.shape} does not match the collection's dim {self.dim}")
-        if not np.isfinite(emb).all():
-            raise CollectionError("refusing to store non-finite embeddings")
-        schema = _schema(self.dim, self._metadata())
-        table = pa.table(
-            {
-                "id": pa.array(ids, pa.int64()),
-                "path": pa.array(rows.path, pa.string()),
-                "content_sha256": pa.array(rows.content_sha256, pa.string()),
-                "offset_s": pa.array(np.asarray(rows.offset_s, np.float64)),
-                "duration_s": pa.array(np.asarray(rows.duration_s, np.float64)),
-                "label": pa.array(rows.label, pa.string()),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), self.dim),
-            },
-            schema=schema,
-        )
-        name = f"{PARTS}/part-{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}.parquet"
-        final = self.root / name
-        tmp = final.with_name("." + final.name + ".tmp")
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        return name
-
-    def _commit(self, parts: list[str], next_id: int, count: int) -> None:
-        m = dict(self.manifest)
-        m.update(parts=parts, next_id=int(next_id), count=int(count), revision=int(m["revision"]) + 1,
-                 updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), audiosim_version=__version__)
-        _write_json_atomic(self.root / MANIFEST, m)
-        self.manifest = m
-        self._remove_orphans()
-
-    def _remove_orphans(self) -> None:
-        live = set(self.manifest["parts"])
-        for p in (self.root / PARTS).glob("*"):
-            if f"{PARTS}/{p.name}" not in live:
-                p.unlink(missing_ok=True)
-
-    def append(self, rows: Rows, *, replacing: Iterable[int] = ()) -> np.ndarray:
-        """Store ``rows`` as one new part and drop the ids in ``replacing``, in one atomic commit.
-
-        Returns the new rows' ids.
-        """
-        parts, removed = self._parts_without(replacing)
-        start = int(self.manifest["next_id"])
-        ids = np.arange(start, start + len(rows), dtype=np.int64)
-        if len(rows):
-            parts.append(self._write_part(ids, rows))
-        if len(rows) or removed:
-            self._commit(parts, start + len(rows), len(self) + len(rows) - removed)
-        return ids
-
-    def delete(self, ids: Iterable[int]) -> int:
-        """Drop rows by id (rewriting the affected parts); returns how many were removed."""
-        parts, removed = self._parts_without(ids)
-        if removed:
-            self._commit(parts, self.manifest["next_id"], len(self) - removed)
-        return removed
-
-    def set_labels(self, labels: dict[int, str | None]) -> int:
-        """Change the label of rows by id (rewriting the affected parts atomically); returns rows changed."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not labels:
-            return 0
-        parts, changed = [], 0
-        for name in self.manifest["parts"]:
-            table = pq.read_table(self.root / name)
-            ids = table["id"].to_pylist()
-            if not any(i in labels for i in ids):
-                parts.append(name)
-                continue
-            old = table["label"].to_pylist()
-            new = [labels.get(i, lab) for i, lab in zip(ids, old)]
-            changed += sum(a != b for a, b in zip(old, new))
-            rows = _rows_from_table(table.set_column(table.schema.get_field_index("label"), "label",
-                                                     pa.array(new, pa.string())), self.dim)
-            parts.append(self._write_part(table["id"].to_numpy(), rows))
-        self._commit(parts, self.manifest["next_id"], len(self))
-        return changed
-
-    def _parts_without(self, ids: Iterable[int]) -> tuple[list[str], int]:
-        """Live part names after dropping ``ids`` (affected parts rewritten), and the count dropped."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        doomed = np.unique(np.fromiter(ids, dtype=np.int64))
-        if doomed.size == 0:
-            return list(self.manifest["parts"]), 0
-        parts, removed = [], 0
-        for name in self.manifest["parts"]:
-            table = pq.read_table(self.root / name)
-            mask = pc.is_in(table["id"], value_set=pa.array(doomed))
-            n_drop = int(pc.sum(mask).as_py() or 0)
-            if n_drop == 0:
-                parts.append(name)
-                continue
-            removed += n_drop
-            kept = table.filter(pc.invert(mask))
-            if kept.num_rows:
-                parts.append(self._write_part(kept["id"].to_numpy(), _rows_from_table(kept, self.dim)))
-        return parts, removed
-
-    def set_manifest_fields(self, **fields) -> None:
-        """Record extra fields (e.g. a post-processing spec) in the manifest, atomically."""
-        m = dict(self.manifest)
-        m.update(fields)
-        m["revision"] = int(m["revision"]) + 1
-        _write_json_atomic(self.root / MANIFEST, m)
-        self.manifest = m
-
     # ------------------------------------------------------------------ reading
-    def read_table(self, columns: Iterable[str] | None = None):
-        """All live rows as one pyarrow Table (ordered by id)."""
+    def part_path(self, part: PartRecord) -> Path:
+        return self.root / part.name
+
+    def _read_part(self, part: PartRecord, columns: Sequence[str]):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        cols = list(columns) if columns is not None else list(COLUMNS)
+        path = self.part_path(part)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise _MissingPart(part.name) from None
+        if part.bytes is not None and size != part.bytes:
+            raise CorruptCollectionError(f"{path} has {size} bytes, the manifest says {part.bytes} (truncated or "
+                                         f"replaced); {REPAIR.format(root=self.root)}")
+        try:
+            table = pq.read_table(path, columns=list(columns), page_checksum_verification=True)
+        except FileNotFoundError:
+            raise _MissingPart(part.name) from None
+        except (OSError, pa.ArrowException, ValueError) as e:
+            raise CorruptCollectionError(f"{path} is unreadable ({e}); {REPAIR.format(root=self.root)}") from None
+        if part.bytes is not None and table.num_rows != part.rows:
+            raise CorruptCollectionError(f"{path} holds {table.num_rows} rows, the manifest says {part.rows}; "
+                                         f"{REPAIR.format(root=self.root)}")
+        return table
+
+    def _read(self, fn):
+        """Run ``fn(manifest)`` on the snapshot; if a part vanished (retired by a writer), refresh and retry."""
+        for _ in range(5):
+            m = self.manifest
+            try:
+                return fn(m)
+            except _MissingPart as e:
+                if not self.refresh():
+                    raise CorruptCollectionError(f"{self.root / e.name} is missing; {REPAIR.format(root=self.root)}") from None
+        raise CollectionError(f"{self.root} changed under five reads in a row; try again")
+
+    def _columns(self, columns: Iterable[str] | None) -> list[str]:
+        cols = list(columns) if columns is not None else list(COLUMNS) + ([TAGS] if self.has_tags else [])
         if "id" not in cols:
             cols = ["id"] + cols
-        tables = [pq.read_table(self.root / name, columns=cols) for name in self.manifest["parts"]]
-        if not tables:
-            return _schema(self.dim, self._metadata()).empty_table().select(cols)
-        table = pa.concat_tables(tables)
-        return table.sort_by("id")
+        return cols
+
+    def read_table(self, columns: Iterable[str] | None = None):
+        """All live rows of the snapshot as one pyarrow Table, ordered by id."""
+        import pyarrow as pa
+
+        cols = self._columns(columns)
+
+        def read(m: Manifest):
+            tables = [self._read_part(p, cols) for p in m.parts]
+            if not tables:
+                return _schema(m.dim, _metadata(m), tags=self.has_tags).empty_table().select(cols)
+            return pa.concat_tables(tables).sort_by("id")
+
+        return self._read(read)
+
+    def iter_batches(self, columns: Iterable[str] | None = None, *, batch_rows: int = 65536) -> Iterator:
+        """pyarrow RecordBatches of the snapshot, part by part (ids ascending within a part), bounded memory."""
+        cols = self._columns(columns)
+        parts = list(self.manifest.parts)
+        for part in parts:
+            table = self._read(lambda m, p=part: self._read_part(p, cols))
+            yield from table.to_batches(max_chunksize=batch_rows)
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids[n] int64, vectors[n, dim] float32), ordered by id."""
+        """(ids[n] int64, vectors[n, dim] float32) as stored (raw pooled vectors), ordered by id."""
         t = self.read_table(["id", "embedding"])
-        return t["id"].to_numpy(), embedding_matrix(t, self.dim)
+        X = embedding_matrix(t, self.dim)
+        if X.size and not np.isfinite(X).all():
+            raise CorruptCollectionError(f"{self.root} holds non-finite embeddings; {REPAIR.format(root=self.root)}")
+        return t["id"].to_numpy(), X
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``ids`` [len(ids), dim], in the order given; unknown ids are an error."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        want = np.asarray(ids, dtype=np.int64).ravel()
+        if want.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        uniq = np.unique(want)
+
+        def read(m: Manifest):
+            found_ids, found = [], []
+            for p in m.parts:
+                if p.min_id is not None and (p.max_id < uniq[0] or p.min_id > uniq[-1]):
+                    continue
+                t = self._read_part(p, ["id", "embedding"])
+                t = t.filter(pc.is_in(t["id"], value_set=pa.array(uniq)))
+                if t.num_rows:
+                    found_ids.append(t["id"].to_numpy())
+                    found.append(embedding_matrix(t, self.dim))
+            return found_ids, found
+
+        found_ids, found = self._read(read)
+        all_ids = np.concatenate(found_ids) if found_ids else np.zeros(0, np.int64)
+        X = np.concatenate(found) if found else np.zeros((0, self.dim), np.float32)
+        order = np.argsort(all_ids)
+        all_ids, X = all_ids[order], X[order]
+        pos = np.searchsorted(all_ids, want)
+        pos = np.minimum(pos, max(all_ids.size - 1, 0))
+        if all_ids.size == 0 or not (all_ids[pos] == want).all():
+            missing = want[(all_ids.size == 0) | (all_ids[pos] != want)] if all_ids.size else want
+            raise CollectionError(f"{self.root} holds no vector with id {int(missing[0])}")
+        return X[pos]
+
+    def items(self) -> ItemTable:
+        """Metadata of every row as numpy columns (no embeddings), for searches and filters."""
+        import pyarrow as pa
+
+        cols = ["id", "path", "label", "offset_s", "duration_s", "content_sha256"] + ([TAGS] if self.has_tags else [])
+        t = self.read_table(cols)
+
+        def codes(col):
+            enc = pa.chunked_array(col.chunks if col.num_chunks else [pa.array([], pa.string())]).dictionary_encode().combine_chunks()
+            idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+            return idx, tuple(enc.dictionary.to_pylist())
+
+        path_code, paths = codes(t["path"])
+        label_code, labels = codes(t["label"])
+        return ItemTable(ids=t["id"].to_numpy().astype(np.int64), path_code=path_code, paths=paths, label_code=label_code,
+                         labels=labels, offset_s=t["offset_s"].to_numpy().astype(np.float64),
+                         duration_s=t["duration_s"].to_numpy().astype(np.float64),
+                         content_sha256=tuple(t["content_sha256"].to_pylist()),
+                         tags=tuple(_tags_from_column(t[TAGS])) if self.has_tags else None)
+
+    def files(self) -> dict[str, StoredFile]:
+        """path -> :class:`StoredFile` (content sha256, ids, label) for every stored file."""
+        t = self.read_table(("path", "content_sha256", "label"))
+        acc: dict[str, tuple[str, list[int], str | None]] = {}
+        for i, p, sha, lab in zip(t["id"].to_pylist(), t["path"].to_pylist(), t["content_sha256"].to_pylist(),
+                                  t["label"].to_pylist()):
+            entry = acc.get(p)
+            if entry is None:
+                acc[p] = (sha, [i], lab)
+            else:
+                entry[1].append(i)
+        return {p: StoredFile(content_sha256=s, ids=tuple(ids), label=lab) for p, (s, ids, lab) in acc.items()}
 
     def records(self, columns: Iterable[str] = ("path", "content_sha256", "offset_s", "duration_s", "label")) -> list[dict]:
         """Row dicts (without embeddings), ordered by id."""
         return self.read_table(list(columns)).to_pylist()
 
-    def files(self) -> dict[str, tuple[str, list[int], str | None]]:
-        """path -> (content_sha256, ids, label) for every stored file."""
-        out: dict[str, tuple[str, list[int], str | None]] = {}
-        for r in self.records(("path", "content_sha256", "label")):
-            sha, ids, label = out.get(r["path"], (r["content_sha256"], [], r["label"]))
-            ids.append(r["id"])
-            out[r["path"]] = (sha, ids, label)
-        return out
+    # ------------------------------------------------------------------ writing
+    def writer(self, *, wait: float | None = None, purpose: str = "write") -> "CollectionWriter":
+        """A context manager holding the writer lock (waits up to ``wait`` seconds; default 10)."""
+        return CollectionWriter(self, WriterLock(self.root, wait=wait, purpose=purpose))
+
+    def append(self, rows: Rows, *, replacing: Iterable[int] = (), wait: float | None = None) -> np.ndarray:
+        """Store ``rows`` as a new part (and drop ``replacing``) in one locked, atomic commit; the new ids."""
+        with self.writer(wait=wait) as w:
+            return w.append(rows, replacing=replacing)
+
+    def delete(self, *, ids: Iterable[int] | None = None, paths: Iterable[str] | None = None,
+               wait: float | None = None, update_index: bool = True) -> int:
+        """Drop vectors by id and/or by file path (every vector of that file); returns how many were removed.
+
+        The saved index is brought up to date in the same locked session, so searches reflect it.
+        """
+        if ids is None and paths is None:
+            raise CollectionError("delete needs ids= or paths=")
+        with self.writer(wait=wait, purpose="delete") as w:
+            doomed = set(int(i) for i in (ids or ()))
+            if paths is not None:
+                stored = w.collection.files()
+                unknown = []
+                for p in paths:
+                    key = p if p in stored else str(Path(p).expanduser().resolve())
+                    if key in stored:
+                        doomed.update(stored[key].ids)
+                    else:
+                        unknown.append(p)
+                if unknown:
+                    raise CollectionError(f"{self.root} holds no file {unknown[0]!r}; `audiosim info` lists the collection")
+            removed = w.delete(doomed)
+            if update_index and removed:
+                from audiosim.engine.indexing import ensure_index
+
+                ensure_index(w)
+            return removed
+
+    def set_labels(self, labels: dict[int, str | None], *, wait: float | None = None) -> int:
+        with self.writer(wait=wait, purpose="relabel") as w:
+            return w.set_labels(labels)
+
+    # ------------------------------------------------------------------ search
+    def searcher(self, **embedder_options):
+        """A warm :class:`audiosim.engine.search.Searcher` over this collection."""
+        from audiosim.engine.search import Searcher
+
+        return Searcher(self, **embedder_options)
+
+
+class CollectionWriter:
+    """The lock holder's handle: each method is one atomic commit (see the module docstring)."""
+
+    def __init__(self, collection: Collection, lock: WriterLock) -> None:
+        self.collection = collection
+        self.lock = lock
+
+    @property
+    def root(self) -> Path:
+        return self.collection.root
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.collection.manifest
+
+    def __enter__(self) -> "CollectionWriter":
+        self.lock.acquire()
+        try:
+            self.collection.manifest = read_manifest(self.root)  # what the previous writer committed
+            self.collection._stamp = _stamp(self.root / MANIFEST)
+            if self.manifest.format < FORMAT_VERSION:
+                self._upgrade()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+    def _check(self) -> None:
+        if not self.lock.held:
+            raise CollectionError("a CollectionWriter is used outside its `with` block")
+
+    # ------------------------------------------------------------------ commits
+    def _commit(self, m: Manifest, *, data_changed: bool) -> Manifest:
+        previous = self.manifest
+        m = m.with_changes(revision=previous.revision + (1 if data_changed else 0), updated=_now(),
+                           audiosim_version=__version__)
+        m.validate(source=str(self.root / MANIFEST))
+        write_manifest(self.root, m)
+        self.collection.manifest = m
+        self.collection._stamp = _stamp(self.root / MANIFEST)
+        self._collect_garbage(keep=(previous, m))
+        return m
+
+    def _collect_garbage(self, *, keep: Sequence[Manifest]) -> None:
+        """Remove parts and index folders no kept manifest names, and temporary files of killed writers."""
+        import shutil
+
+        live_parts = {p.name for m in keep for p in m.parts}
+        for f in (self.root / PARTS).iterdir() if (self.root / PARTS).is_dir() else ():
+            if f"{PARTS}/{f.name}" not in live_parts:
+                f.unlink(missing_ok=True)
+        live_index = {m.index.dir for m in keep if m.index is not None}
+        idx = self.root / INDEX
+        if idx.is_dir():
+            for f in idx.iterdir():
+                if f"{INDEX}/{f.name}" in live_index:
+                    continue
+                shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+        for f in self.root.glob(".*.tmp"):
+            f.unlink(missing_ok=True)
+
+    def _write_part(self, ids: np.ndarray, rows: Rows) -> PartRecord:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from audiosim.files import sha256_file
+
+        m = self.manifest
+        emb = np.ascontiguousarray(rows.embedding, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[1] != m.dim:
+            raise CollectionMismatchError(f"embedding shape {emb.shape} does not match the collection's dim {m.dim}")
+        if not np.isfinite(emb).all():
+            raise CollectionError("refusing to store non-finite embeddings")
+        has_tags = self.collection.has_tags
+        if has_tags and rows.tags is None:
+            raise CollectionError(f"{self.root} stores classifier tags; these rows have none (use an embedder with a classifier head)")
+        columns = {
+            "id": pa.array(ids, pa.int64()),
+            "path": pa.array(rows.path, pa.string()),
+            "content_sha256": pa.array(rows.content_sha256, pa.string()),
+            "offset_s": pa.array(np.asarray(rows.offset_s, np.float64)),
+            "duration_s": pa.array(np.asarray(rows.duration_s, np.float64)),
+            "label": pa.array(rows.label, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), m.dim),
+        }
+        if has_tags:
+            columns[TAGS] = pa.array([[{"tag": t, "score": float(s)} for t, s in tags] for tags in rows.tags],
+                                     _tags_type())
+        table = pa.table(columns, schema=_schema(m.dim, _metadata(m), tags=has_tags))
+        name = f"{PARTS}/part-{m.revision + 1:08d}-{uuid.uuid4().hex[:12]}.parquet"
+        final = self.root / name
+        tmp = final.with_name("." + final.name + ".tmp")
+        try:
+            pq.write_table(table, tmp, write_page_checksum=True)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            digest, size = sha256_file(tmp), tmp.stat().st_size
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return PartRecord(name=name, rows=len(rows), bytes=size, sha256=digest,
+                          min_id=int(ids.min()) if len(ids) else None, max_id=int(ids.max()) if len(ids) else None)
+
+    def _parts_without(self, ids: Iterable[int]) -> tuple[list[PartRecord], int]:
+        """Live parts after dropping ``ids`` (affected parts rewritten), and how many rows were dropped."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        doomed = np.unique(np.fromiter((int(i) for i in ids), dtype=np.int64))
+        parts = list(self.manifest.parts)
+        if doomed.size == 0:
+            return parts, 0
+        out, removed = [], 0
+        for p in parts:
+            if p.min_id is not None and not ((doomed >= p.min_id) & (doomed <= p.max_id)).any():
+                out.append(p)
+                continue
+            table = self.collection._read(lambda m, p=p: self.collection._read_part(p, self.collection._columns(None)))
+            mask = pc.is_in(table["id"], value_set=pa.array(doomed))
+            n_drop = int(pc.sum(mask).as_py() or 0)
+            if n_drop == 0:
+                out.append(p)
+                continue
+            removed += n_drop
+            kept = table.filter(pc.invert(mask))
+            if kept.num_rows:
+                out.append(self._write_part(kept["id"].to_numpy(), rows_from_table(kept, self.manifest.dim)))
+        return out, removed
+
+    def append(self, rows: Rows, *, replacing: Iterable[int] = ()) -> np.ndarray:
+        """Store ``rows`` as one new part and drop the ids in ``replacing``, in one commit; the new ids."""
+        self._check()
+        parts, removed = self._parts_without(replacing)
+        start = self.manifest.next_id
+        ids = np.arange(start, start + len(rows), dtype=np.int64)
+        if len(rows):
+            parts.append(self._write_part(ids, rows))
+        if len(rows) or removed:
+            self._commit(self.manifest.with_changes(parts=tuple(parts), next_id=start + len(rows),
+                                                    count=self.manifest.count + len(rows) - removed), data_changed=True)
+        return ids
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Drop rows by id (rewriting the affected parts); returns how many were removed."""
+        self._check()
+        parts, removed = self._parts_without(ids)
+        if removed:
+            self._commit(self.manifest.with_changes(parts=tuple(parts), count=self.manifest.count - removed), data_changed=True)
+        return removed
+
+    def set_labels(self, labels: dict[int, str | None]) -> int:
+        """Change the label of rows by id (rewriting the affected parts); returns how many rows changed."""
+        import pyarrow as pa
+
+        self._check()
+        if not labels:
+            return 0
+        wanted = np.fromiter(labels, dtype=np.int64)
+        parts, changed = [], 0
+        for p in self.manifest.parts:
+            if p.min_id is not None and not ((wanted >= p.min_id) & (wanted <= p.max_id)).any():
+                parts.append(p)
+                continue
+            table = self.collection._read(lambda m, p=p: self.collection._read_part(p, self.collection._columns(None)))
+            ids = table["id"].to_pylist()
+            old = table["label"].to_pylist()
+            new = [labels.get(i, lab) for i, lab in zip(ids, old)]
+            n = sum(a != b for a, b in zip(old, new))
+            if n == 0:
+                parts.append(p)
+                continue
+            changed += n
+            table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(new, pa.string()))
+            parts.append(self._write_part(table["id"].to_numpy(), rows_from_table(table, self.manifest.dim)))
+        if changed:
+            self._commit(self.manifest.with_changes(parts=tuple(parts)), data_changed=True)
+        return changed
+
+    def set_fields(self, **fields) -> Manifest:
+        """Change manifest fields that do not touch the stored data (index kind, post-processing, sources, ...)."""
+        self._check()
+        forbidden = {"parts", "count", "next_id", "revision", "embedder", "pooling", "dim", "format"} & set(fields)
+        if forbidden:
+            raise CollectionError(f"set_fields cannot change {sorted(forbidden)}")
+        return self._commit(self.manifest.with_changes(**fields), data_changed=False)
+
+    def write_errors(self, failures: Iterable[dict]) -> None:
+        """Replace ``errors.jsonl`` with this run's per-file failures (one JSON object a line)."""
+        from audiosim.files import dumps_strict, write_bytes_atomic
+
+        stamp = _now()
+        text = "".join(dumps_strict({"run": stamp, **f}, indent=None) + "\n" for f in failures)
+        write_bytes_atomic(self.root / ERRORS_FILE, text.encode())
+
+    def set_index(self, record: IndexRecord | None) -> Manifest:
+        return self.set_fields(index=record)
+
+    def replace_parts(self, parts: Sequence[PartRecord], *, count: int) -> Manifest:
+        """Commit a different set of already-written parts (used by repair and compaction)."""
+        self._check()
+        return self._commit(self.manifest.with_changes(parts=tuple(parts), count=int(count)), data_changed=True)
+
+    def write_part(self, ids: np.ndarray, rows: Rows) -> PartRecord:
+        """Write (not commit) one part with the given ids; pair with :meth:`replace_parts`."""
+        self._check()
+        return self._write_part(np.asarray(ids, dtype=np.int64), rows)
+
+    def _upgrade(self) -> None:
+        """Record rows, sizes, sha256 and id ranges of a format-1 collection's parts (read once)."""
+        import pyarrow.parquet as pq
+
+        from audiosim.files import sha256_file
+
+        parts, top = [], -1
+        for p in self.manifest.parts:
+            path = self.root / p.name
+            try:
+                ids = pq.read_table(path, columns=["id"])["id"].to_numpy()
+            except FileNotFoundError:
+                raise CorruptCollectionError(f"{path} is missing; {REPAIR.format(root=self.root)}") from None
+            except Exception as e:
+                raise CorruptCollectionError(f"{path} is unreadable ({e}); {REPAIR.format(root=self.root)}") from None
+            parts.append(PartRecord(name=p.name, rows=int(ids.size), bytes=path.stat().st_size, sha256=sha256_file(path),
+                                    min_id=int(ids.min()) if ids.size else None, max_id=int(ids.max()) if ids.size else None))
+            top = max(top, int(ids.max()) if ids.size else -1)
+        m = self.manifest.with_changes(parts=tuple(parts), count=sum(p.rows for p in parts),
+                                       next_id=max(self.manifest.next_id, top + 1), format=FORMAT_VERSION)
+        m.validate(source=str(self.root / MANIFEST))
+        write_manifest(self.root, m)
+        self.collection.manifest = m
+        self.collection._stamp = _stamp(self.root / MANIFEST)
+
+
+# ---------------------------------------------------------------------- the manifest file
+def read_manifest(root: str | Path) -> Manifest:
+    """Load and validate ``root/collection.json``; every problem is a typed error naming the file."""
+    path = Path(root) / MANIFEST
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CollectionError(f"{root} is not a collection (no {MANIFEST})") from None
+    except OSError as e:
+        raise ManifestError(f"cannot read {path}: {e}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ManifestError(f"{path} is corrupt (not JSON: {type(e).__name__}: {e}); restore it from a backup or run "
+                            f"`audiosim repair --collection {root}`") from None
+    return Manifest.from_dict(data, source=str(path))
+
+
+def write_manifest(root: str | Path, manifest: Manifest) -> None:
+    from audiosim.files import write_json_atomic
+
+    write_json_atomic(Path(root) / MANIFEST, manifest.to_dict())
+    _fsync_dir(Path(root))
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    except FileNotFoundError:
+        return ()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _MissingPart(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# ---------------------------------------------------------------------- Parquet schema
+def _metadata(m: Manifest) -> dict:
+    return {"embedder": m.embedder.to_dict(), "pooling": m.pooling.to_dict(), "audiosim_version": __version__,
+            "metric": m.metric}
+
+
+def _tags_type():
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("tag", pa.string()), ("score", pa.float32())]))
+
+
+def _schema(dim: int, metadata: dict, *, tags: bool = False):
+    import pyarrow as pa
+
+    fields_ = [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("offset_s", pa.float64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("label", pa.string(), nullable=True),
+        pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+    ]
+    if tags:
+        fields_.append(pa.field(TAGS, _tags_type(), nullable=False))
+    return pa.schema(fields_, metadata={b"audiosim": json.dumps(metadata, sort_keys=True).encode()})
 
 
 def embedding_matrix(table, dim: int) -> np.ndarray:
@@ -356,7 +794,11 @@ def embedding_matrix(table, dim: int) -> np.ndarray:
     return np.asarray(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
 
 
-def _rows_from_table(table, dim: int) -> Rows:
+def _tags_from_column(col) -> list[tuple[tuple[str, float], ...]]:
+    return [tuple((d["tag"], float(d["score"])) for d in row) for row in col.to_pylist()]
+
+
+def rows_from_table(table, dim: int) -> Rows:
     return Rows(
         path=table["path"].to_pylist(),
         content_sha256=table["content_sha256"].to_pylist(),
@@ -364,4 +806,10 @@ def _rows_from_table(table, dim: int) -> Rows:
         duration_s=table["duration_s"].to_numpy(),
         label=table["label"].to_pylist(),
         embedding=embedding_matrix(table, dim),
+        tags=_tags_from_column(table[TAGS]) if TAGS in table.column_names else None,
     )
+
+
+def open_collection(path: str | Path) -> Collection:
+    """Open an existing collection (see :class:`Collection`)."""
+    return Collection.open(path)

@@ -91,7 +91,7 @@ def _run_benchmark(config: BenchConfig) -> dict:
         suite = evaluate(X, labels, esc.folds, protocols=config.protocols, metrics=config.metrics, ks=config.ks,
                          n_boot=config.n_boot, seed=config.seed)
         entry = {"pooling": v.pooling, "postprocess": v.postprocess, "dim": int(X.shape[1]), "collection": str(coll.root),
-                 "postprocess_fit": coll.manifest.get("postprocess_fit"), "retrieval": suite.summary}
+                 "postprocess_fit": bc.postprocess_fit(v), "retrieval": suite.summary}
         if config.probes:
             entry["probes"] = run_probes(X, labels, esc.folds, seed=config.seed)
         entry["seconds"] = round(time.perf_counter() - t1, 2)

@@ -8,7 +8,7 @@ Dataset layout (the DCASE 2020 development set's), one folder per machine type::
 
 ``DATASET_DIR`` may also be a single machine folder (holding ``train/`` and ``test/``). Every
 clip is embedded once with a registered embedder and pooled to one vector
-(:func:`audiosim.engine.search.embed_file`); for each machine type and ID an anomaly scorer is
+(through the ingest pipeline, :mod:`audiosim.engine.pipeline`); for each machine type and ID an anomaly scorer is
 fitted on that ID's normal training vectors (``fit_per="id"``, the default) or on all of the
 machine type's training vectors (``fit_per="machine"``, as the DCASE 2020 autoencoder baseline
 trains), and the ID's test clips are scored. AUC and pAUC per machine type and ID with their
@@ -101,17 +101,22 @@ class DcaseConfig:
             raise DatasetError(f"fit_per must be one of {FIT_PER}, got {self.fit_per!r}")
 
 
-def embed_paths(embedder, paths: Sequence[str], pooling, *, progress: bool = True, desc: str = "embedding") -> np.ndarray:
-    """One pooled vector per file (the whole clip), float32 [n, dim]."""
-    from tqdm.auto import tqdm
+def embed_paths(embedder, paths: Sequence[str], pooling, *, progress: bool = True, desc: str = "embedding",
+                workers: int = 2) -> np.ndarray:
+    """One pooled vector per file (the whole clip), float32 [n, dim], through the ingest pipeline.
 
-    from audiosim.engine.search import embed_file
+    Every clip of a DCASE evaluation must embed: a failure is a :class:`DatasetError` naming the files.
+    """
+    from audiosim.engine.pipeline import EmbedMapper, FileItem, ListSink, run_pipeline
 
-    out = []
-    for p in tqdm(paths, desc=desc, unit="clip", disable=not progress):
-        [(_, _, vec)] = embed_file(embedder, p, pooling)
-        out.append(vec)
-    return np.stack(out).astype(np.float32)
+    sink = ListSink()
+    stats = run_pipeline([FileItem(path=str(p)) for p in paths], sample_rate=embedder.info.sample_rate,
+                         mapper=EmbedMapper(embedder, pooling), sink=sink, workers=workers, progress=progress, desc=desc)
+    if stats.failures:
+        first = stats.failures[0]
+        raise DatasetError(f"{len(stats.failures)} clips could not be embedded (e.g. {first['path']}: {first['message']}); "
+                           "fix or remove them and run again")
+    return np.stack([rows.embedding[0] for rows in sink.results]).astype(np.float32)
 
 
 def _evaluate_groups(clips: Sequence[DcaseClip], fit_score, *, fit_per: str, max_fpr: float) -> dict:

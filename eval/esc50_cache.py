@@ -18,7 +18,6 @@ This is the one ``eval`` module that reads collections (pyarrow through ``engine
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import shutil
 import time
@@ -39,6 +38,7 @@ BENCH_DIR = "bench"
 FRAMES = "frames"
 POOLED = "pooled"
 FLUSH_EVERY = 64
+LOCK_WAIT_S = 24 * 3600.0  # a second benchmark run waits for the first instead of failing
 
 
 # --------------------------------------------------------------------------- cache keys
@@ -65,28 +65,12 @@ def dataset_fingerprint(esc: Esc50) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def locked(directory: Path, *, progress: bool = True):
-    """An exclusive advisory lock on ``directory`` (so two runs never write one cache at once)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: run unlocked
-        yield
-        return
-    with open(directory / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if progress:
-                import sys
+def locked(directory: Path, *, purpose: str = "bench cache"):
+    """An exclusive lock on ``directory`` (so two runs never write one cache at once); waits as long as it takes."""
+    from audiosim.engine.lock import WriterLock
 
-                print(f"waiting for another audiosim run using {directory} ...", file=sys.stderr)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    directory.mkdir(parents=True, exist_ok=True)
+    return WriterLock(directory, wait=LOCK_WAIT_S, purpose=purpose)
 
 
 # --------------------------------------------------------------------------- variants
@@ -142,7 +126,7 @@ class BenchCache:
               workers: int = 2) -> "BenchCache":
         root = bench_cache_root(cache) / dataset_key(esc) / embedder_key(embedder.info)
         bc = cls(esc, embedder.info, embedder.options(), root)
-        with locked(root, progress=progress):
+        with locked(root):
             bc.ensure_frames(embedder, progress=progress, workers=workers)
         return bc
 
@@ -156,90 +140,37 @@ class BenchCache:
     # ------------------------------------------------------------------ embedding
     def ensure_frames(self, embedder: Embedder, *, progress: bool = True, workers: int = 2) -> Collection:
         """Embed every clip not yet in the frames collection (resumable, incremental by content hash)."""
-        from audiosim.engine.ingest import FileItem, hash_files, write_errors
+        from audiosim.engine.ingest import IngestReport, ingest_items
+        from audiosim.engine.pipeline import EmbedMapper, FileItem
 
         info = embedder.info
-        coll = Collection.open_or_create(
-            self.frames_root, embedder=info.to_dict(), embedder_options=embedder.options(),
-            pooling=PoolingSpec.parse("mu").to_dict(), metric="cosine",
-            extra={"segment_s": info.hop_s, "granularity": "frame",
-                   "dataset": {"name": "esc50", "root": str(self.esc.root)}},
-        )
+        coll = (Collection.open(self.frames_root) if Collection.exists(self.frames_root) else
+                Collection.create(self.frames_root, embedder=info, embedder_options=embedder.options(),
+                                  pooling=PoolingSpec.parse("mu"), metric="cosine",
+                                  extra={"granularity": "frame", "dataset": {"name": "esc50", "root": str(self.esc.root)}}))
+        coll.check_compatible(embedder=info, pooling=PoolingSpec.parse("mu"))
         fingerprint = dataset_fingerprint(self.esc)
-        if coll.manifest.get("bench_fingerprint") == fingerprint:
+        if coll.manifest.extra.get("bench_fingerprint") == fingerprint:
             return coll
-        items = [FileItem(path=c.path, label=c.category) for c in self.esc.clips]
-        hashes = hash_files(items, workers)
-        stored = coll.files()
-        wanted = {c.path for c in self.esc.clips}
-        stale = [i for p, entry in stored.items() if p not in wanted for i in entry[1]]  # entry: (sha, ids, ...)
-        if stale:
-            coll.delete(stale)
-        todo, replace, failures = [], {}, []
-        for item, sha in zip(items, hashes):
-            if isinstance(sha, Exception):
-                failures.append({"path": item.path, "error": type(sha).__name__, "message": str(sha)})
-                continue
-            old = stored.get(item.path)
-            if old is not None and old[0] == sha:
-                continue
-            if old is not None:
-                replace[item.path] = old[1]
-            todo.append((item, sha))
-        if todo:
-            failures += self._embed(coll, embedder, todo, replace, progress=progress, workers=workers)
-        write_errors(coll.root, failures)
-        if failures:
-            first = failures[0]
-            raise DatasetError(
-                f"{len(failures)} ESC-50 clips could not be embedded (e.g. {first['path']}: {first['message']}); "
-                f"details in {coll.root / 'errors.jsonl'}; the clips embedded so far are kept, fix the files and re-run"
-            )
-        coll.set_manifest_fields(bench_fingerprint=fingerprint)
+        with coll.writer(wait=LOCK_WAIT_S, purpose="bench cache") as w:
+            wanted = {c.path for c in self.esc.clips}
+            stale = [i for p, f in w.collection.files().items() if p not in wanted for i in f.ids]
+            if stale:
+                w.delete(stale)
+            report = IngestReport()
+            ingest_items(w, [FileItem(path=c.path, label=c.category) for c in self.esc.clips],
+                         EmbedMapper(embedder, PoolingSpec.parse("mu"), frames=True), report=report,
+                         sample_rate=info.sample_rate, workers=workers, flush_every=FLUSH_EVERY, progress=progress,
+                         desc=f"embedding ESC-50 ({info.name})")
+            w.write_errors(report.failures)
+            if report.failures:
+                first = report.failures[0]
+                raise DatasetError(
+                    f"{len(report.failures)} ESC-50 clips could not be embedded (e.g. {first['path']}: {first['message']}); "
+                    f"details in {coll.root / 'errors.jsonl'}; the clips embedded so far are kept, fix the files and re-run"
+                )
+            w.set_fields(extra={**w.manifest.extra, "bench_fingerprint": fingerprint})
         return coll
-
-    def _embed(self, coll: Collection, embedder: Embedder, todo, replace, *, progress: bool, workers: int) -> list[dict]:
-        from tqdm.auto import tqdm
-
-        from audiosim.engine.ingest import decode_all
-
-        info = embedder.info
-        sr = info.sample_rate
-        by_item = dict(todo)
-        failures: list[dict] = []
-        pending: list[Rows] = []
-        pending_replace: list[int] = []
-
-        def flush() -> None:
-            if pending:
-                coll.append(Rows.concat(pending), replacing=pending_replace)
-                pending.clear()
-                pending_replace.clear()
-
-        stream = decode_all([it for it, _ in todo], sample_rate=sr, nan_policy="error", workers=workers)
-        with tqdm(total=len(todo), unit="clip", desc=f"embedding ESC-50 ({info.name})", disable=not progress) as bar:
-            for n, (item, wave) in enumerate(stream, 1):
-                try:
-                    if isinstance(wave, Exception):
-                        raise wave
-                    frames, times = embedder.embed_frames(wave)
-                except Exception as e:  # reported per clip; the run goes on and fails at the end
-                    failures.append({"path": item.path, "error": type(e).__name__, "message": str(e)})
-                else:
-                    duration = wave.size / sr
-                    t = len(times)
-                    pending.append(Rows(
-                        path=[item.path] * t, content_sha256=[by_item[item]] * t,
-                        offset_s=np.asarray(times, dtype=np.float64),
-                        duration_s=np.clip(duration - np.asarray(times, dtype=np.float64), 1e-9, info.window_s),
-                        label=[item.label] * t, embedding=np.asarray(frames, dtype=np.float32),
-                    ))
-                    pending_replace.extend(replace.get(item.path, ()))
-                bar.update(1)
-                if n % FLUSH_EVERY == 0:
-                    flush()
-            flush()
-        return failures
 
     # ------------------------------------------------------------------ reading frames
     def clip_frames(self) -> list[np.ndarray]:
@@ -276,47 +207,50 @@ class BenchCache:
 
     def pooled(self, variant: Variant) -> Collection:
         """The clip-level collection for ``variant`` (built from the frames when missing or stale)."""
-        with locked(self.root, progress=False):
+        with locked(self.root):
             return self._pooled(variant)
 
     def _pooled(self, variant: Variant) -> Collection:
-        from audiosim.engine.search import build_index
-        from audiosim.indexes.postprocess import fit_for_collection
+        from audiosim.engine.indexing import ensure_index
 
-        frames_rev = self.frames_collection().manifest["revision"]
+        frames_rev = self.frames_collection().revision
         spec = PoolingSpec.parse(variant.pooling)
         source = {"frames": str(self.frames_root), "frames_revision": frames_rev, "pooling": spec.name,
                   "postprocess": variant.postprocess, "clips": len(self.esc)}
         root = self.pooled_root(variant)
         if Collection.exists(root):
             c = Collection.open(root)
-            if c.manifest.get("bench_source") == source and len(c) == len(self.esc) and \
-                    (variant.postprocess is None or c.manifest.get("postprocess") == variant.postprocess):
+            if c.manifest.extra.get("bench_source") == source and len(c) == len(self.esc) and c.manifest.index_fresh:
                 return c
             shutil.rmtree(root)
         frames = self.clip_frames()
         vectors = np.stack([spec(f) for f in frames]).astype(np.float32)
-        c = Collection.create(root, embedder=self.info.to_dict(), embedder_options=self.embedder_options,
-                              pooling=spec.to_dict(), metric="cosine",
-                              extra={"granularity": "clip", "segment_s": None, "bench_source": source})
-        c.append(Rows(path=self.esc.paths, content_sha256=[self._meta[p][0] for p in self.esc.paths],
-                      offset_s=np.zeros(len(self.esc)), duration_s=np.array([self._meta[p][1] for p in self.esc.paths]),
-                      label=[cl.category for cl in self.esc.clips], embedding=vectors))
-        if variant.postprocess:
-            fit_for_collection(c, variant.postprocess)
-        build_index(c)
+        c = Collection.create(root, embedder=self.info, embedder_options=self.embedder_options, pooling=spec,
+                              metric="cosine", extra={"granularity": "clip", "bench_source": source})
+        with c.writer(purpose="bench cache") as w:
+            w.append(Rows(path=self.esc.paths, content_sha256=[self._meta[p][0] for p in self.esc.paths],
+                          offset_s=np.zeros(len(self.esc)),
+                          duration_s=np.array([self._meta[p][1] for p in self.esc.paths]),
+                          label=[cl.category for cl in self.esc.clips], embedding=vectors))
+            if variant.postprocess:
+                w.set_fields(postprocess=variant.postprocess)
+            ensure_index(w)
         return c
 
     def vectors(self, variant: Variant, *, postprocessed: bool = True) -> np.ndarray:
         """The variant's vectors in metadata order: as the index sees them (post-processed) or as stored."""
-        from audiosim.engine.search import index_vectors
+        from audiosim.engine.indexing import load_for_search
 
         c = self.pooled(variant)
-        ids, X = c.embeddings()
-        paths = [r["path"] for r in c.records(("path",))]
-        pos = {p: i for i, p in enumerate(paths)}
-        X = X[[pos[p] for p in self.esc.paths]]
-        return index_vectors(c, X) if postprocessed else X
+        _, X = c.embeddings()  # appended in metadata order: ids 0..n-1
+        return load_for_search(c).transform(X) if postprocessed and c.postprocess else X
+
+    def postprocess_fit(self, variant: Variant) -> dict | None:
+        """How the variant's post-processing was fitted (vectors, output dim; never labels), or None."""
+        from audiosim.engine.indexing import load_for_search
+
+        pp = load_for_search(self.pooled(variant)).postprocessor
+        return None if pp is None else {"n": pp.n_fit, "out_dim": pp.out_dim, "labels_used": False}
 
 
 def esc50_vectors(*, embedder: str, pooling: str, weights: str | None = None, esc50: str | None = None,

@@ -20,8 +20,8 @@ something is fitted on the output of the steps before it:
 
 Example: ``power+center+whiten:256``. No labels are used anywhere. A fitted post-processor is
 saved as ``postprocess.json`` (spec and shapes) plus ``postprocess.npz`` (the learned arrays)
-in a directory, normally a collection's ``index/``; the collection's manifest records the
-spec under ``postprocess`` and :func:`audiosim.engine.search.index_vectors` applies it.
+in a directory, normally beside a collection's saved index; the collection's manifest records
+the spec under ``postprocess`` and :mod:`audiosim.engine.indexing` fits and applies it.
 """
 
 from __future__ import annotations
@@ -238,25 +238,3 @@ class Postprocessor:
         pp.in_dim, pp.out_dim, pp.n_fit = meta["in_dim"], meta["out_dim"], meta["n_fit"]
         pp.fitted_dims = list(meta.get("fitted_dims", []))
         return pp
-
-
-def fit_for_collection(collection, spec: str | None, *, index_dir: str = "index") -> Postprocessor | None:
-    """Fit ``spec`` on a collection's stored vectors, save it in its index folder and record it.
-
-    ``spec`` ``None``/``"none"`` removes any recorded post-processing. ``collection`` is an
-    :class:`audiosim.engine.store.Collection` (only ``embeddings``, ``root`` and
-    ``set_manifest_fields`` are used). The next index build applies the recorded spec.
-    """
-    directory = Path(collection.root) / index_dir
-    canonical = canonical_spec(spec)
-    if canonical is None:
-        for name in (SPEC_FILE, ARRAYS_FILE):
-            (directory / name).unlink(missing_ok=True)
-        collection.set_manifest_fields(postprocess=None, postprocess_fit=None)
-        return None
-    _, vectors = collection.embeddings()
-    pp = Postprocessor(canonical).fit(vectors)
-    pp.save(directory)
-    collection.set_manifest_fields(postprocess=pp.spec, postprocess_fit={"n": pp.n_fit, "out_dim": pp.out_dim,
-                                                                         "labels_used": False})
-    return pp

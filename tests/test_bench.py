@@ -126,9 +126,10 @@ def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, 
     np.testing.assert_allclose(X[7], direct, rtol=1e-5, atol=1e-6)
 
     calls = []
-    real_embed = C.BenchCache._embed
-    monkeypatch.setattr(C.BenchCache, "_embed", lambda self, coll, emb, todo, *a, **k: calls.append(len(todo)) or
-                        real_embed(self, coll, emb, todo, *a, **k))
+    from audiosim.engine.pipeline import EmbedMapper
+
+    real_map = EmbedMapper.__call__
+    monkeypatch.setattr(EmbedMapper, "__call__", lambda self, d: calls.append(1) or real_map(self, d))  # one per clip
     _, X2 = C.esc50_vectors(embedder="logmel", pooling="mu+sigma", esc50=str(fake_esc50), cache=str(bench_cache),
                             progress=False)
     np.testing.assert_array_equal(X, X2)
@@ -136,7 +137,7 @@ def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, 
     np.testing.assert_allclose(mu, X[:, :168], rtol=1e-6)
     assert calls == []  # nothing re-embedded for a new pooling either
     frames = next(bench_cache.glob("esc50-*/logmel-*/frames"))
-    assert json.loads((frames / "collection.json").read_text())["granularity"] == "frame"
+    assert json.loads((frames / "collection.json").read_text())["extra"]["granularity"] == "frame"
 
 
 def test_only_a_changed_clip_is_re_embedded(fake_esc50, tmp_path, monkeypatch):
@@ -151,9 +152,10 @@ def test_only_a_changed_clip_is_re_embedded(fake_esc50, tmp_path, monkeypatch):
     sf.write(str(target), synth.noise(duration_s=1.2, color="pink", rng=np.random.default_rng(9)), SR,
              format=sf.info(str(target)).format, subtype=sf.info(str(target)).subtype)
     calls = []
-    real_embed = C.BenchCache._embed
-    monkeypatch.setattr(C.BenchCache, "_embed", lambda self, coll, emb, todo, *a, **k: calls.append(len(todo)) or
-                        real_embed(self, coll, emb, todo, *a, **k))
+    from audiosim.engine.pipeline import EmbedMapper
+
+    real_map = EmbedMapper.__call__
+    monkeypatch.setattr(EmbedMapper, "__call__", lambda self, d: calls.append(1) or real_map(self, d))  # one per clip
     _, after = C.esc50_vectors(embedder="logmel", pooling="mu", esc50=str(copy), cache=str(cache), progress=False)
     assert calls == [1]
     changed = np.flatnonzero(np.abs(after - before).max(axis=1) > 0)
@@ -169,7 +171,6 @@ def test_variants_expand_all_and_canonicalise():
 
 
 def test_run_benchmark_end_to_end(fake_esc50, bench_cache, tmp_path):
-    from audiosim.engine.search import query_file
     from audiosim.engine.store import Collection
 
     out = tmp_path / "run"
@@ -192,9 +193,9 @@ def test_run_benchmark_end_to_end(fake_esc50, bench_cache, tmp_path):
     whitened = res["variants"]["mu | center+whiten:16"]
     assert whitened["dim"] == 16 and whitened["postprocess_fit"]["labels_used"] is False
     coll = Collection.open(whitened["collection"])
-    assert coll.manifest["postprocess"] == "center+whiten:16" and len(coll) == 50
+    assert coll.manifest.postprocess == "center+whiten:16" and len(coll) == 50
     esc = load_esc50(fake_esc50)
-    hits = query_file(coll, esc.clips[12].path, k=3)  # the index answers queries in the post-processed space
+    hits = coll.searcher().search(clip=esc.clips[12].path, k=3)  # the index answers queries in the post-processed space
     assert hits[0].path == esc.clips[12].path and hits[0].score == pytest.approx(1.0, abs=1e-4)
     report = (out / "report.md").read_text()
     assert "protocol `loo`" in report and "protocol `xfold`" in report and "MAP@K thesis" in report

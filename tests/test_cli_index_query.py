@@ -14,8 +14,7 @@ from click.testing import CliRunner
 
 from audiosim.cli import main
 from audiosim.engine.embedders import get_embedder
-from audiosim.engine.ingest import IngestConfig, ingest_files, scan_folder
-from audiosim.engine.pooling import PoolingSpec
+from audiosim.engine.ingest import index_folder, scan_folder
 from audiosim.engine.store import Collection
 from audiosim.errors import WeightsNotFoundError
 
@@ -71,11 +70,7 @@ def test_second_run_embeds_nothing_changed_file_reembedded_and_prune(demo_folder
 
 
 def test_interrupted_run_resumes_without_loss_or_duplicates(demo_folder, tmp_path):
-    items = scan_folder(demo_folder)
-    emb = get_embedder("logmel")
-    spec = PoolingSpec.parse("mu+sigma")
-    coll = Collection.create(tmp_path / "c", embedder=emb.info.to_dict(), embedder_options={}, pooling=spec.to_dict())
-    config = IngestConfig(pooling=spec, flush_every=3, progress=False)
+    items = scan_folder(demo_folder).items
     seen = []
 
     def crash_after_eight(item):
@@ -84,17 +79,18 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(demo_folder, tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ingest_files(items, coll, emb, config, on_file=crash_after_eight)
-    partial = Collection.open(coll.root)
+        index_folder(demo_folder, tmp_path / "c", embedder="logmel", pooling="mu+sigma", flush_every=3,
+                     on_file=crash_after_eight)
+    partial = Collection.open(tmp_path / "c")
     assert len(partial) == 6  # two flushes of three committed; the in-flight batch was lost
-    report = ingest_files(items, partial, emb, config)
+    report = index_folder(demo_folder, tmp_path / "c", flush_every=3)  # options come from the collection
     assert report.unchanged == 6 and report.embedded == 14
-    final = Collection.open(coll.root)
+    final = Collection.open(tmp_path / "c")
     paths = [r["path"] for r in final.records(("path",))]
     assert sorted(paths) == sorted(i.path for i in items)  # every file once
     # vectors equal a clean single run
-    clean = Collection.create(tmp_path / "clean", embedder=emb.info.to_dict(), embedder_options={}, pooling=spec.to_dict())
-    ingest_files(items, clean, emb, IngestConfig(pooling=spec, progress=False))
+    index_folder(demo_folder, tmp_path / "clean", embedder="logmel", pooling="mu+sigma")
+    clean = Collection.open(tmp_path / "clean")
     by_path = lambda c: {r["path"]: r["id"] for r in c.records(("path",))}  # noqa: E731
     a_ids, a = final.embeddings()
     b_ids, b = clean.embeddings()
@@ -190,15 +186,17 @@ def test_labels_given_later_relabel_without_reembedding(demo_folder, tmp_path):
 def test_approximate_index_kind_is_recorded_and_used(demo_folder, tmp_path):
     coll = tmp_path / "c"
     index_json(demo_folder, coll, "--index-kind", "hnsw")
-    assert json.loads((coll / "index" / "index.json").read_text())["kind"] == "hnsw"
+    info = json.loads(run("info", "--collection", coll, "--json").output)["index"]
+    assert info["kind"] == "hnsw" and info["fresh"] and info["sidecar"]["kind"] == "hnsw"
     res = json.loads(run("query", demo_folder / "hum" / "hum_01.flac", "--collection", coll, "-k", "3", "--json").output)
     assert res["results"][0]["path"].endswith("hum_01.flac")
     index_json(demo_folder, coll, "--index-kind", "flat")  # switching kinds rebuilds
-    assert json.loads((coll / "index" / "index.json").read_text())["kind"] == "flat"
+    info = json.loads(run("info", "--collection", coll, "--json").output)["index"]
+    assert info["kind"] == "flat" and info["sidecar"]["kind"] == "flat"
 
 
 def test_embedder_options_from_the_command_line(demo_folder, tmp_path):
-    from audiosim.commands.options import parse_options
+    from audiosim.commands.common import parse_options
 
     assert parse_options(("window_s=2", "variant=Cnn14_16k", "flag=true")) == {"window_s": 2, "variant": "Cnn14_16k", "flag": True}
     r = run("index", demo_folder, "--collection", tmp_path / "c", "--embedder", "logmel", "--option", "nonsense", ok=False)

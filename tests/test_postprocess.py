@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from audiosim.errors import VectorIndexError
-from audiosim.indexes.postprocess import Postprocessor, canonical_spec, fit_for_collection, parse_spec
+from audiosim.indexes.postprocess import Postprocessor, canonical_spec, parse_spec
 
 
 @pytest.fixture
@@ -117,20 +117,28 @@ def _collection(tmp_path, vectors):
 
 
 def test_collection_records_and_search_applies_it(tmp_path, X):
-    from audiosim.engine.search import build_index, index_vectors, search_vectors
+    """The manifest records the spec; the saved index holds the fitted transform; searches run in that space."""
+    from audiosim.engine.indexing import ensure_index, load_for_search
+    from audiosim.engine.store import Collection
 
     coll = _collection(tmp_path, X)
-    pp = fit_for_collection(coll, "center+whiten:4")
-    assert coll.manifest["postprocess"] == "center+whiten:4" and coll.manifest["postprocess_fit"]["labels_used"] is False
-    np.testing.assert_allclose(index_vectors(coll, X[:5]), pp.transform(X[:5]))
-    index = build_index(coll)
-    assert index.dim == 4
+    with coll.writer() as w:
+        w.set_fields(postprocess="center+whiten:4")
+        ensure_index(w)
+    pp = Postprocessor("center+whiten:4").fit(X)
+    si = load_for_search(Collection.open(coll.root))
+    assert si.saved and coll.manifest.postprocess == "center+whiten:4" and si.index.dim == 4
+    assert (coll.root / coll.manifest.index.dir / "postprocess.npz").is_file()
+    np.testing.assert_allclose(si.transform(X[:5]), pp.transform(X[:5]), rtol=1e-5, atol=1e-5)
     # whitened cosine search: the reference neighbours computed by hand in the whitened space
     Z = pp.transform(X).astype(np.float64)
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
     want = np.argsort(-(Z[:3] @ Z.T), axis=1)[:, :3]
-    hits = search_vectors(coll, X[:3], k=3)
+    hits = coll.searcher().search(vector=X[:3], k=3)
     assert [[h.id for h in row] for row in hits] == want.tolist()
-    assert fit_for_collection(coll, "none") is None
-    assert coll.manifest["postprocess"] is None and not (coll.root / "index" / "postprocess.npz").exists()
-    np.testing.assert_array_equal(index_vectors(coll, X[:2]), X[:2])
+    with coll.writer() as w:  # removing it: the index searches the raw vectors again
+        w.set_fields(postprocess=None)
+        ensure_index(w)
+    si = load_for_search(Collection.open(coll.root))
+    assert si.postprocessor is None and not (coll.root / coll.manifest.index.dir / "postprocess.npz").exists()
+    np.testing.assert_array_equal(si.transform(X[:2]), X[:2])

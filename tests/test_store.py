@@ -48,7 +48,7 @@ def test_round_trip_is_lossless(coll, rng):
 
 def test_schema_and_metadata(coll, rng):
     coll.append(_rows(2, rng))
-    part = coll.root / coll.manifest["parts"][0]
+    part = coll.root / coll.manifest.parts[0].name
     schema = pq.read_schema(part)
     assert schema.names == ["id", "path", "content_sha256", "offset_s", "duration_s", "label", "embedding"]
     assert str(schema.field("id").type) == "int64"
@@ -67,10 +67,14 @@ def test_schema_and_metadata(coll, rng):
     {"pooling": {**POOL, "name": "mu+sigma"}},
 ])
 def test_mixing_is_refused(coll, change):
+    from audiosim.engine.embedders.base import EmbedderInfo
+    from audiosim.engine.pooling import PoolingSpec
+
     kwargs = {"embedder": EMB, "pooling": POOL, **change}
     with pytest.raises(CollectionMismatchError, match="refusing to mix"):
-        Collection.open_or_create(coll.root, embedder_options={}, **kwargs)
-    Collection.open_or_create(coll.root, embedder=EMB, embedder_options={}, pooling=POOL)  # same: fine
+        Collection.open(coll.root).check_compatible(embedder=EmbedderInfo(**kwargs["embedder"]),
+                                                    pooling=PoolingSpec.from_dict(kwargs["pooling"]))
+    Collection.open(coll.root).check_compatible(embedder=EmbedderInfo(**EMB), pooling=PoolingSpec.from_dict(POOL))
 
 
 def test_wrong_dim_refused(coll, rng):
@@ -82,13 +86,17 @@ def test_wrong_dim_refused(coll, rng):
 
 def test_delete_and_replace_keep_ids_stable(coll, rng):
     coll.append(_rows(4, rng))
-    assert coll.delete([1, 3]) == 2
+    assert coll.delete(ids=[1, 3]) == 2
     ids, _ = coll.embeddings()
     assert ids.tolist() == [0, 2] and len(coll) == 2
     new = coll.append(_rows(1, rng, prefix="h"), replacing=[0])
     assert new.tolist() == [4]  # ids are never reused
     assert Collection.open(coll.root).embeddings()[0].tolist() == [2, 4]
-    assert len(list((coll.root / "parts").glob("*.parquet"))) == len(coll.manifest["parts"])
+    # on disk: the parts of the current revision and of the one before it (readers may still hold it), nothing else
+    before = Collection.open(coll.root).manifest
+    coll.append(_rows(1, rng, prefix="i"))
+    on_disk = {f"parts/{p.name}" for p in (coll.root / "parts").glob("*.parquet")}
+    assert on_disk == set(before.part_names()) | set(coll.manifest.part_names())
 
 
 def test_orphan_part_from_interrupted_write_is_ignored(coll, rng):

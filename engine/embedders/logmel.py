@@ -9,29 +9,20 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from audiosim.engine.embedders.base import Embedder, EmbedderInfo, check_waveform, pad_to_min_length
+from audiosim.engine.embedders.base import Embedder, EmbedderInfo
+from audiosim.engine.melspec import LOG_OFFSET, SAMPLE_RATE, STFT_HOP, mel_basis, mel_energies
 
-SAMPLE_RATE = 16000
-STFT_WIN = 400  # 25 ms
-STFT_HOP = 160  # 10 ms
-N_FFT = 512
 N_MELS = 64
 N_MFCC = 20
 PATCH = 96  # STFT frames per 0.96 s window
 PATCH_HOP = 48
-LOG_OFFSET = 1e-6
 
 
 class LogMelEmbedder(Embedder):
     """Log-mel and MFCC statistics per window; deterministic and dependency-free beyond librosa."""
 
     def __init__(self) -> None:
-        import librosa
-
-        self._mel_basis = librosa.filters.mel(
-            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=125.0, fmax=7500.0, htk=True
-        ).astype(np.float32)
-        self._window = np.hanning(STFT_WIN + 1)[:-1].astype(np.float32)  # periodic Hann
+        self._mel_basis = mel_basis(n_mels=N_MELS, fmin=125.0, fmax=7500.0)
         self.info = EmbedderInfo(
             name="logmel",
             version="2",
@@ -48,14 +39,8 @@ class LogMelEmbedder(Embedder):
         The log is taken relative to the floor, so silence maps to 0 and the features carry
         no large constant offset that would swamp cosine similarity.
         """
-        x = check_waveform(waveform)
-        min_len = STFT_WIN + (PATCH - 1) * STFT_HOP
-        x = pad_to_min_length(x, min_len)
-        hop = PATCH_HOP * STFT_HOP  # pad to whole window hops, as YAMNet does, so no tail is dropped
-        x = np.pad(x, (0, (-(x.size - min_len)) % hop))
-        frames = np.lib.stride_tricks.sliding_window_view(x, STFT_WIN)[::STFT_HOP] * self._window
-        power = np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)).astype(np.float32) ** 2
-        return np.log1p((power @ self._mel_basis.T) / LOG_OFFSET).astype(np.float32)
+        energies = mel_energies(waveform, self._mel_basis, window_frames=PATCH, hop_frames=PATCH_HOP)
+        return np.log1p(energies / LOG_OFFSET).astype(np.float32)
 
     def embed_frames(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logmel = self.log_mel(waveform)

@@ -18,19 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from audiosim.engine.melspec import LOG_OFFSET, N_FFT, STFT_HOP, STFT_WIN
 from audiosim.errors import AudiosimError, DatasetError, TrainingError
 
-STFT_WIN = 400  # 25 ms at 16 kHz
-STFT_HOP = 160  # 10 ms
-N_FFT = 512
-LOG_OFFSET = 1e-6
 # A frame whose every band is within this of log(LOG_OFFSET) is digital silence (zero padding).
 SILENT_MARGIN = 1e-3
 CACHE_FORMAT = 1
@@ -78,11 +74,10 @@ class MelConfig:
 
 
 def mel_basis(cfg: MelConfig) -> np.ndarray:
-    """[n_mels, N_FFT // 2 + 1] HTK mel filterbank (librosa)."""
-    import librosa
+    """[n_mels, N_FFT // 2 + 1] HTK mel filterbank of ``cfg`` (:func:`audiosim.engine.melspec.mel_basis`)."""
+    from audiosim.engine import melspec
 
-    return librosa.filters.mel(sr=cfg.sample_rate, n_fft=N_FFT, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
-                               htk=True).astype(np.float32)
+    return melspec.mel_basis(n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, sample_rate=cfg.sample_rate)
 
 
 def log_mel(waveform: np.ndarray, cfg: MelConfig, basis: np.ndarray | None = None) -> np.ndarray:
@@ -91,19 +86,11 @@ def log_mel(waveform: np.ndarray, cfg: MelConfig, basis: np.ndarray | None = Non
     The waveform is zero-padded to at least one window and then to a whole number of window
     hops, so ``windows`` covers every sample and a sub-window clip yields exactly one window.
     """
-    from audiosim.engine.embedders.base import check_waveform, pad_to_min_length
+    from audiosim.engine.melspec import mel_energies
 
     basis = mel_basis(cfg) if basis is None else basis
-    x = pad_to_min_length(check_waveform(waveform), cfg.min_samples)
-    hop = cfg.hop_frames * STFT_HOP
-    x = np.pad(x, (0, (-(x.size - cfg.min_samples)) % hop))
-    frames = np.lib.stride_tricks.sliding_window_view(x, STFT_WIN)[::STFT_HOP] * _hann()
-    power = np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)).astype(np.float32) ** 2
-    return np.log(power @ basis.T + LOG_OFFSET).astype(np.float32)
-
-
-def _hann() -> np.ndarray:
-    return np.hanning(STFT_WIN + 1)[:-1].astype(np.float32)  # periodic Hann
+    energies = mel_energies(waveform, basis, window_frames=cfg.frames, hop_frames=cfg.hop_frames)
+    return np.log(energies + LOG_OFFSET).astype(np.float32)
 
 
 def n_windows(n_frames: int, cfg: MelConfig) -> int:
@@ -179,7 +166,7 @@ class Normalizer:
 def paths_from_folder(folder: str | Path) -> list[str]:
     from audiosim.engine.ingest import scan_folder
 
-    items = scan_folder(folder, label_from="none")
+    items = scan_folder(folder, label_from="none").items
     if not items:
         raise DatasetError(f"no audio files under {folder}")
     return [it.path for it in items]
@@ -261,30 +248,18 @@ def load_logmels(paths: Sequence[str], cfg: MelConfig, *, cache: str | Path | No
 
 
 def _compute(paths: list[str], cfg: MelConfig, *, workers: int, progress: bool) -> LogMelSet:
-    from tqdm.auto import tqdm
-
-    from audiosim.engine.audio import load_audio
+    """Decode and transform every file through the ingest pipeline (NaN samples become zeros)."""
+    from audiosim.engine.pipeline import FileItem, ListSink, run_pipeline
 
     basis = mel_basis(cfg)
-
-    def work(p: str):
-        try:
-            return log_mel(load_audio(p, sample_rate=cfg.sample_rate, nan_policy="zero"), cfg, basis)
-        except AudiosimError as e:
-            return e
-
-    ok_paths, mels, failures = [], [], []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for p, r in tqdm(zip(paths, pool.map(work, paths)), total=len(paths), desc="log-mel", unit="file",
-                         disable=not progress):
-            if isinstance(r, Exception):
-                failures.append((p, str(r)))
-            else:
-                ok_paths.append(p)
-                mels.append(r)
-    if not mels:
+    sink = ListSink()
+    stats = run_pipeline([FileItem(path=p) for p in paths], sample_rate=cfg.sample_rate,
+                         mapper=lambda d: log_mel(d.audio, cfg, basis), sink=sink, workers=max(1, workers),
+                         nan_policy="zero", progress=progress, desc="log-mel")
+    failures = [(f["path"], f["message"]) for f in stats.failures]
+    if not sink.results:
         raise DatasetError(f"none of the {len(paths)} files could be decoded (first error: {failures[0][1]})")
-    return LogMelSet(paths=tuple(ok_paths), logmels=tuple(mels), failures=tuple(failures))
+    return LogMelSet(paths=tuple(it.path for it in sink.items), logmels=tuple(sink.results), failures=tuple(failures))
 
 
 def _write_cache(target: Path, s: LogMelSet) -> None:

@@ -1,0 +1,81 @@
+"""``audiosim index``: bring a collection up to date with a folder (a thin layer over :func:`audiosim.index_folder`)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
+
+
+@click.command("index")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--collection", "collection_dir", required=True, type=click.Path(file_okay=False), help="Collection directory (created if missing).")
+@click.option("--embedder", default=None, help="Registered embedder (see `audiosim embedders`) [new collection: yamnet; else the collection's].")
+@click.option("--pooling", default=None, help=POOLING_HELP + " [new collection: mu; else the collection's]")
+@click.option("--metric", type=click.Choice(["cosine", "euclidean", "l2"]), default=None,
+              help="Distance [new collection: cosine; else the collection's]; l2 means euclidean.")
+@click.option("--weights", default=None, help="Model weights: file, directory or handle (else $AUDIOSIM_MODELS, cache, download).")
+@click.option("--device", default=None, help="Device for torch embedders (cpu, cuda).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Embedder option, repeatable (e.g. variant=Cnn14_16k, window_s=2, postprocess=pca8).")
+@click.option("--index-kind", default=None,
+              help="FAISS index kind: flat (exact, the default), hnsw, ivf, ... (see README) [default: the collection's].")
+@click.option("--postprocess", default=None, metavar="SPEC",
+              help="Label-free post-processing fitted on the collection's vectors, e.g. power+center+whiten:256 ('none' removes it).")
+@click.option("--prune", is_flag=True, help="Drop vectors of files under FOLDER that no longer exist.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Decoding threads.")
+@click.option("--segment", "segment_s", type=float, default=None,
+              help="One vector per SEGMENT seconds instead of per file [default: the collection's].")
+@click.option("--label-from", type=click.Choice(["parent", "none"]), default="parent", show_default=True,
+              help="Label each file by its parent folder (below FOLDER), or leave labels empty.")
+@click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV giving labels: a path/filename/file column matched by file name without extension.")
+@click.option("--label-column", default="label", show_default=True, help="Label column of --labels.")
+@click.option("--flush-every", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Files per committed part (resume granularity).")
+@click.option("--nan-policy", type=click.Choice(["error", "zero"]), default="error", show_default=True,
+              help="Files with NaN/infinite samples: report them as failures, or replace those samples by zeros.")
+@click.option("--wait", default=None, type=float, help=WAIT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, index_kind, postprocess, prune,
+              workers, segment_s, label_from, labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet):
+    """Embed every audio file under FOLDER into a collection and (re)build its index."""
+    from audiosim.commands.common import parse_options
+    from audiosim.engine.ingest import index_folder
+
+    report = index_folder(folder, collection_dir, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
+                          labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
+                          device=device, embedder_options=parse_options(options), index_kind=index_kind,
+                          postprocess=postprocess, workers=workers, flush_every=flush_every, nan_policy=nan_policy,
+                          progress=not (quiet or as_json), wait=wait)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    for line in summary_lines(report):
+        click.echo(line)
+
+
+def summary_lines(report) -> list[str]:
+    """The human-readable run summary."""
+    lines = []
+    if report.labels is not None:
+        lab = report.labels
+        lines.append(f"labels from {show(lab['csv'])} (column {lab['column']!r}): " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in lab.items() if k not in ("csv", "column")))
+    lines.append(f"scanned {report.scanned} files: {report.new} new, {report.changed} changed, {report.unchanged} unchanged, "
+                 f"{report.pruned_files} pruned, {report.relabelled} relabelled, {len(report.failures)} failed")
+    if report.embedded:
+        lines.append(f"embedded {report.embedded} clips ({report.audio_seconds:.1f} s of audio) in {report.seconds:.1f} s "
+                     f"= {report.clips_per_s:.1f} clips/s; collection now holds {report.vectors} vectors")
+    else:
+        lines.append(f"nothing to embed; collection now holds {report.vectors} vectors ({report.seconds:.1f} s)")
+    if report.failures:
+        lines.append(f"failures (also in {show(report.collection)}/errors.jsonl):")
+        lines += [f"  {show(f['path'])}: {f['error']}: {show(f['message'])}" for f in report.failures]
+    if report.skipped:
+        lines.append("skipped (not readable as files):")
+        lines += [f"  {show(f['path'])}: {show(f['message'])}" for f in report.skipped]
+    return lines

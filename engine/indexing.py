@@ -1,0 +1,98 @@
+"""A collection's index: built and saved by the writer, loaded (or built in memory) by readers.
+
+The index searches the vectors *as the index sees them*: the stored (raw pooled) vectors passed
+through the collection's label-free post-processing (``manifest.postprocess``, fitted on the
+collection itself) — Parquet keeps the raw vectors, the index the transformed ones.
+
+* :func:`ensure_index` runs under the writer lock: when the manifest's saved index does not
+  cover the current revision, kind and post-processing, it fits the post-processing, builds
+  the index of ``manifest.index_kind``, saves both into a new folder ``index/r<revision>-<id>/``
+  and commits the manifest's ``index`` record. The previous folder stays until the next commit,
+  so readers holding the previous manifest keep working.
+* :func:`load_for_search` never writes: it loads the saved index when it is current, and
+  otherwise builds one in memory from the snapshot (e.g. while an ingest run has committed
+  parts but not yet rebuilt the index).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from audiosim.engine.manifest import IndexRecord, Manifest
+from audiosim.errors import VectorIndexError
+
+INDEX_DIR = "index"
+
+
+@dataclass(frozen=True)
+class SearchIndex:
+    """What a search needs: the index, the post-processing (or None) and the revision they match."""
+
+    index: object  # audiosim.indexes.base.VectorIndex
+    postprocessor: object | None  # audiosim.indexes.postprocess.Postprocessor
+    revision: int
+    saved: bool  # loaded from disk (True) or built in memory from the snapshot (False)
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored-space vectors to index space."""
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        return self.postprocessor.transform(x) if self.postprocessor is not None else x
+
+
+def _build(collection, m: Manifest):
+    """(index, postprocessor) over the snapshot's stored vectors."""
+    from audiosim.indexes.kinds import make_index
+    from audiosim.indexes.postprocess import Postprocessor
+
+    ids, X = collection.embeddings()
+    pp = None
+    if m.postprocess:
+        if len(ids) < 2:
+            raise VectorIndexError(f"post-processing {m.postprocess!r} is fitted on the collection's own vectors and "
+                                   f"needs at least 2; {collection.root} holds {len(ids)}")
+        pp = Postprocessor(m.postprocess).fit(X)
+        X = pp.transform(X)
+    dim = X.shape[1] if X.ndim == 2 and X.shape[1] else m.dim
+    index = make_index(m.index_kind, dim=dim, metric=m.metric, **m.index_params)
+    if len(ids):
+        index.add(ids, X)
+    return index, pp
+
+
+def ensure_index(writer, *, force: bool = False) -> IndexRecord:
+    """Make the saved index cover the writer's current manifest (see the module docstring)."""
+    m = writer.manifest
+    if not force and m.index_fresh:
+        return m.index
+    index, pp = _build(writer.collection, m)
+    rel = f"{INDEX_DIR}/r{m.revision:08d}-{uuid.uuid4().hex[:8]}"
+    d = writer.root / rel
+    d.mkdir(parents=True, exist_ok=True)
+    if pp is not None:
+        pp.save(d)
+    index.save(d, extra={"collection_revision": m.revision, "postprocess": m.postprocess})
+    record = IndexRecord(dir=rel, revision=m.revision, kind=m.index_kind, count=len(index), postprocess=m.postprocess)
+    writer.set_index(record)
+    return record
+
+
+def load_for_search(collection) -> SearchIndex:
+    """The collection's current index: loaded when saved for this revision, else built in memory."""
+    from audiosim.indexes.kinds import load_index
+    from audiosim.indexes.postprocess import Postprocessor
+
+    m = collection.manifest
+    if m.index_fresh:
+        d = collection.root / m.index.dir
+        if d.is_dir():
+            index, _ = load_index(d)
+            pp = Postprocessor.load(d) if m.postprocess else None
+            return SearchIndex(index=index, postprocessor=pp, revision=m.revision, saved=True)
+        if collection.refresh():  # retired by a writer since this snapshot was taken
+            return load_for_search(collection)
+        raise VectorIndexError(f"{d} is missing; rebuild the index with `audiosim index` or `audiosim repair`")
+    index, pp = _build(collection, m)
+    return SearchIndex(index=index, postprocessor=pp, revision=m.revision, saved=False)
