@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from audiosim.engine.pipeline import CollectionSink, EmbedMapper, FileItem, failure, run_pipeline
+from audiosim.engine.mappers import EmbedMapper
+from audiosim.engine.pipeline import CollectionSink, FileItem, failure, run_pipeline
 from audiosim.engine.store import Collection
 from audiosim.errors import AudiosimError, CollectionMismatchError
 

@@ -142,7 +142,8 @@ def embedder_for(collection: Collection, *, weights=None, device: str | None = N
 def embed_file(embedder, path: str | Path, pooling, *, segment_s: float | None = None, segment_hop_s: float | None = None,
                nan_policy: str = "error") -> list[tuple[float, float, np.ndarray]]:
     """``(offset_s, duration_s, vector)`` for one file, exactly as ingest computes them."""
-    from audiosim.engine.pipeline import EmbedMapper, FileItem, decode_item
+    from audiosim.engine.mappers import EmbedMapper
+    from audiosim.engine.pipeline import FileItem, decode_item
 
     d = decode_item(FileItem(path=str(path)), sample_rate=embedder.info.sample_rate, nan_policy=nan_policy)
     if d.error is not None:

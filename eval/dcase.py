@@ -107,7 +107,8 @@ def embed_paths(embedder, paths: Sequence[str], pooling, *, progress: bool = Tru
 
     Every clip of a DCASE evaluation must embed: a failure is a :class:`DatasetError` naming the files.
     """
-    from audiosim.engine.pipeline import EmbedMapper, FileItem, ListSink, run_pipeline
+    from audiosim.engine.mappers import EmbedMapper
+    from audiosim.engine.pipeline import FileItem, ListSink, run_pipeline
 
     sink = ListSink()
     stats = run_pipeline([FileItem(path=str(p)) for p in paths], sample_rate=embedder.info.sample_rate,

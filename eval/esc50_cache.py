@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -141,7 +140,8 @@ class BenchCache:
     def ensure_frames(self, embedder: Embedder, *, progress: bool = True, workers: int = 2) -> Collection:
         """Embed every clip not yet in the frames collection (resumable, incremental by content hash)."""
         from audiosim.engine.ingest import IngestReport, ingest_items
-        from audiosim.engine.pipeline import EmbedMapper, FileItem
+        from audiosim.engine.mappers import EmbedMapper
+        from audiosim.engine.pipeline import FileItem
 
         info = embedder.info
         coll = (Collection.open(self.frames_root) if Collection.exists(self.frames_root) else

@@ -110,7 +110,7 @@ def write_report(out: str | Path, results: dict) -> Path:
     lines += [
         f"- Dataset: {meta['dataset']['clips']} clips, folds {meta['dataset']['folds']} ({meta['dataset']['root']})",
         f"- Embedder: {emb['name']} {emb['version']}, {emb['dim']}-d frames, weights sha256 {emb.get('weights_sha256') or '-'}",
-        f"- Protocols: " + "; ".join(f"`{p}` = {PROTOCOL_TEXT[p]}" for p in meta["protocols"]),
+        "- Protocols: " + "; ".join(f"`{p}` = {PROTOCOL_TEXT[p]}" for p in meta["protocols"]),
         f"- Post-processing: {meta['postprocess_note']}",
         f"- 95% confidence intervals: percentile bootstrap over queries ({meta['bootstrap']['n_boot']} resamples, "
         f"seed {meta['bootstrap']['seed']}); random baselines are analytic expectations for a random ranking.",

@@ -126,7 +126,7 @@ def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, 
     np.testing.assert_allclose(X[7], direct, rtol=1e-5, atol=1e-6)
 
     calls = []
-    from audiosim.engine.pipeline import EmbedMapper
+    from audiosim.engine.mappers import EmbedMapper
 
     real_map = EmbedMapper.__call__
     monkeypatch.setattr(EmbedMapper, "__call__", lambda self, d: calls.append(1) or real_map(self, d))  # one per clip
@@ -152,7 +152,7 @@ def test_only_a_changed_clip_is_re_embedded(fake_esc50, tmp_path, monkeypatch):
     sf.write(str(target), synth.noise(duration_s=1.2, color="pink", rng=np.random.default_rng(9)), SR,
              format=sf.info(str(target)).format, subtype=sf.info(str(target)).subtype)
     calls = []
-    from audiosim.engine.pipeline import EmbedMapper
+    from audiosim.engine.mappers import EmbedMapper
 
     real_map = EmbedMapper.__call__
     monkeypatch.setattr(EmbedMapper, "__call__", lambda self, d: calls.append(1) or real_map(self, d))  # one per clip

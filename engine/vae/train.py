@@ -20,7 +20,6 @@ weights written are checked to be finite.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 import warnings
@@ -229,7 +228,6 @@ def train_vae(logmels: LogMelSet, *, mel: MelConfig, model_cfg: VAEConfig, cfg: 
     from audiosim.engine.embedders.vae import parse_features
 
     features = "+".join(parse_features(features, len(model_cfg.channels)))
-    from audiosim.engine.weights import sha256_file
 
     if (mel.n_mels, mel.frames) != (model_cfg.n_mels, model_cfg.frames):
         raise TrainingError(f"mel front end ({mel.n_mels}x{mel.frames}) and model input "
