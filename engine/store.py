@@ -669,10 +669,14 @@ class CollectionWriter:
     def set_index(self, record: IndexRecord | None) -> Manifest:
         return self.set_fields(index=record)
 
-    def replace_parts(self, parts: Sequence[PartRecord], *, count: int) -> Manifest:
-        """Commit a different set of already-written parts (used by repair and compaction)."""
+    def replace_parts(self, parts: Sequence[PartRecord], *, count: int, data_changed: bool = True) -> Manifest:
+        """Commit a different set of already-written parts (used by repair and compaction).
+
+        ``data_changed=False`` (compaction: the same ids, vectors and metadata in fewer parts) keeps
+        the revision, so the saved index stays current.
+        """
         self._check()
-        return self._commit(self.manifest.with_changes(parts=tuple(parts), count=int(count)), data_changed=True)
+        return self._commit(self.manifest.with_changes(parts=tuple(parts), count=int(count)), data_changed=data_changed)
 
     def write_part(self, ids: np.ndarray, rows: Rows) -> PartRecord:
         """Write (not commit) one part with the given ids; pair with :meth:`replace_parts`."""
