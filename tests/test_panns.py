@@ -253,3 +253,30 @@ def test_frontend_matches_librosa_melspectrogram(variant, request):
         ref = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).T
         assert ours.shape == ref.shape == (1 + x.size // cfg.hop_size, 64)
         np.testing.assert_allclose(ours, ref, atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------- classifier head (issue 14)
+
+
+def test_fc_audioset_scores_per_window_with_the_audioset_names(embedder, official_state, tmp_path, ckpt):
+    from audiosim.engine.embedders.audioset_classes import audioset_names
+    from audiosim.engine.embedders.base import class_names_sha256
+
+    x = _wave(3.2, 32000, seed=3)
+    frames, times, scores = embedder.embed_frames_with_scores(x)
+    f2, t2 = embedder.embed_frames(x)
+    np.testing.assert_array_equal(frames, f2)
+    np.testing.assert_array_equal(times, t2)
+    assert scores.shape == (5, 527) and scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
+    ref = torch.sigmoid(torch.from_numpy(frames) @ official_state["fc_audioset.weight"].T
+                        + official_state["fc_audioset.bias"]).numpy()  # the head applied to the embeddings
+    np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-5)
+    names = embedder.class_names()
+    assert names == audioset_names() and names[74] == "Dog" and embedder.class_map_sha256() == class_names_sha256(names)
+    custom = tmp_path / "class_labels_indices.csv"
+    custom.write_text("index,mid,display_name\n" + "".join(f'{i},/m/{i},"label, {i}"\n' for i in range(527)))
+    other = get_embedder("panns", weights=str(ckpt), class_map=str(custom))
+    assert other.class_names()[3] == "label, 3" and other.options()["class_map"] == str(custom)
+    custom.write_text("one\ntwo\n")
+    with pytest.raises(WeightsFormatError, match="names 2 classes but the model's classifier has 527 outputs"):
+        get_embedder("panns", weights=str(ckpt), class_map=str(custom)).class_names()

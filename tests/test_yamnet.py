@@ -101,3 +101,76 @@ def test_hub_backend_with_a_local_savedmodel(tmp_path):
     np.testing.assert_allclose(times, np.arange(10) * 0.48)
     assert emb.embed_frames(np.zeros(100, np.float32))[0].shape == (1, 1024)
     assert emb.class_names()[3] == "class 3"
+
+
+# ---------------------------------------------------------------- classifier head (issue 14), bad files (issue 11)
+
+
+def test_scores_come_from_the_same_pass_as_the_embeddings(yamnet, sine):
+    frames, times, scores = yamnet.embed_frames_with_scores(sine)
+    f2, t2 = yamnet.embed_frames(sine)
+    np.testing.assert_array_equal(frames, f2)
+    np.testing.assert_array_equal(times, t2)
+    assert scores.shape == (frames.shape[0], 521) and scores.dtype == np.float32
+    np.testing.assert_array_equal(scores, yamnet.classify(sine))
+
+
+def test_class_map_beside_weights_builtin_and_option(yamnet, yamnet_tflite, tmp_path):
+    import csv
+
+    from audiosim.engine.embedders.base import class_names_sha256
+
+    with open(yamnet_tflite.parent / "yamnet_class_map.csv", newline="") as f:
+        official = [row["display_name"] for row in csv.DictReader(f)]
+    assert yamnet.class_names() == official
+    assert yamnet.class_map_sha256() == class_names_sha256(official)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "yamnet.tflite").symlink_to(yamnet_tflite)  # no class map beside it: the built-in list
+    assert get_embedder("yamnet", weights=str(alone / "yamnet.tflite")).class_names() == official
+    custom = tmp_path / "names.txt"
+    custom.write_text("".join(f"sound {i}\n" for i in range(521)))
+    emb = get_embedder("yamnet", weights=str(yamnet_tflite), class_map=str(custom))
+    assert emb.class_names()[7] == "sound 7" and emb.options()["class_map"] == str(custom)
+    short = tmp_path / "short.csv"
+    short.write_text("index,mid,display_name\n0,/m/x,Only one\n")
+    with pytest.raises(WeightsFormatError, match="names 1 classes but the model's classifier has 521 outputs"):
+        get_embedder("yamnet", weights=str(yamnet_tflite), class_map=str(short)).class_names()
+
+
+def _has_tflite_runtime() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tensorflow"))
+
+
+@pytest.mark.skipif(not _has_tflite_runtime(), reason="needs ai-edge-litert or TensorFlow to read .tflite files")
+@pytest.mark.parametrize("content", [b"", b"\x13\x37" * 3000, b"TFL3" + bytes(range(256)) * 20])
+def test_an_empty_or_random_tflite_is_a_weights_format_error(tmp_path, content):
+    bad = tmp_path / "yamnet.tflite"
+    bad.write_bytes(content)
+    with pytest.raises(WeightsFormatError, match=r"yamnet\.tflite is not a readable TFLite model .*download it again"):
+        get_embedder("yamnet", weights=str(bad))
+
+
+def test_a_downloaded_tarball_is_unpacked_once_and_a_broken_model_folder_named(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    cache = tmp_path / "cache"
+    (cache / "yamnet").mkdir(parents=True)
+    monkeypatch.setenv("AUDIOSIM_CACHE", str(cache))
+    monkeypatch.delenv("AUDIOSIM_MODELS", raising=False)
+    (cache / "yamnet" / "saved_model").mkdir()  # an unpacking that stopped half-way: no saved_model.pb
+    with pytest.raises(WeightsFormatError, match="saved_model is not a usable YAMNet model.*delete it"):
+        resolve_yamnet_weights(None, allow_download=False)
+    (cache / "yamnet" / "saved_model").rmdir()
+    with tarfile.open(cache / "yamnet" / "yamnet_1.tar.gz", "w:gz") as tar:  # as TF-Hub serves it
+        for name, data in (("saved_model.pb", b"pb"), ("assets/yamnet_class_map.csv", b"index,mid,display_name\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    backend, location = resolve_yamnet_weights(None, allow_download=False)
+    assert (backend, location) == ("hub", str(cache / "yamnet" / "saved_model"))
+    assert (cache / "yamnet" / "saved_model" / "saved_model.pb").read_bytes() == b"pb"
+    assert resolve_yamnet_weights(None, allow_download=False) == ("hub", location)  # found, not unpacked again

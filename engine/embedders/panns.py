@@ -19,6 +19,13 @@ Weights: ``weights=PATH`` > ``$AUDIOSIM_MODELS/panns/`` > ``~/.cache/audiosim/pa
 download of the official checkpoint from Zenodo into that cache (checked against the MD5 the
 record publishes). The checkpoint's sha256 is recorded in ``info.weights_sha256``. Without
 ``variant`` the variant is read from the checkpoint (``Cnn14`` when nothing is found locally).
+
+Classifier head: :meth:`PannsEmbedder.embed_frames_with_scores` also returns ``fc_audioset``'s
+527 sigmoid outputs for every window (the same forward pass). Their names are AudioSet's 527
+display names in label-index order, built in
+(:func:`audiosim.engine.embedders.audioset_classes.audioset_names`, the list PANNs ships as
+``class_labels_indices.csv``); ``class_map=PATH`` replaces them with a file (a CSV with a
+``display_name`` column, or one name per line) for checkpoints trained on other labels.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from audiosim.engine import weights as wts
-from audiosim.engine.embedders.base import Embedder, EmbedderInfo, check_waveform, window_starts
+from audiosim.engine.embedders.audioset_classes import audioset_names
+from audiosim.engine.embedders.base import (Embedder, EmbedderInfo, check_waveform, checked_class_names,
+                                            read_class_map, window_starts)
 from audiosim.errors import AudiosimError, MissingDependencyError, WeightsFormatError
 
 MODEL = "panns"
@@ -77,7 +86,7 @@ class PannsEmbedder(Embedder):
 
     def __init__(self, *, weights: str | Path | None = None, variant: str | None = None, window_s: float = 1.0,
                  hop_s: float = 0.5, device: str = "cpu", batch_size: int = 16,
-                 allow_download: bool | None = None) -> None:
+                 allow_download: bool | None = None, class_map: str | Path | None = None) -> None:
         if device not in ("cpu", "cuda"):
             raise AudiosimError(f"panns device must be 'cpu' or 'cuda', got {device!r}")
         if not (window_s > 0 and 0 < hop_s <= window_s):
@@ -111,13 +120,18 @@ class PannsEmbedder(Embedder):
             )
         self.batch_size = int(batch_size)
         self._weights_arg = str(weights) if weights is not None else None
+        self._class_map_arg = str(class_map) if class_map is not None else None
+        self._class_names: list[str] | None = None
         self.info = EmbedderInfo(name=MODEL, version=f"{self.variant}/{self.window / sr:g}s", sample_rate=sr,
                                  dim=self.model.fc1.out_features, window_s=self.window / sr, hop_s=self.hop / sr,
                                  weights_sha256=wts.sha256_file(path))
 
     def options(self) -> dict:
-        return {"weights": self._weights_arg, "variant": self.variant, "window_s": self.window / self.info.sample_rate,
+        opts = {"weights": self._weights_arg, "variant": self.variant, "window_s": self.window / self.info.sample_rate,
                 "hop_s": self.hop / self.info.sample_rate}
+        if self._class_map_arg is not None:
+            opts["class_map"] = self._class_map_arg
+        return opts
 
     def _segments(self, waveform: np.ndarray) -> list[np.ndarray]:
         """The analysis windows of one waveform (one, possibly padded, when it fits in a window)."""
@@ -127,17 +141,35 @@ class PannsEmbedder(Embedder):
         starts = window_starts(x.size, window=self.window, hop=self.hop)
         return list(np.lib.stride_tricks.sliding_window_view(x, self.window)[starts])
 
-    def _run(self, segments: list[np.ndarray]) -> np.ndarray:
-        """Embeddings of equal-length segments, ``batch_size`` per forward pass."""
+    def _run(self, segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings [n, 2048] and fc_audioset scores [n, 527] of equal-length segments, ``batch_size`` per pass."""
         torch = self._torch
-        out = []
+        embs, scores = [], []
         with torch.inference_mode():
             for i in range(0, len(segments), self.batch_size):
                 batch = torch.from_numpy(np.stack(segments[i:i + self.batch_size])).to(self.device)
-                emb, _ = self.model(batch)
-                out.append(emb.float().cpu().numpy())
-        return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+                emb, clipwise = self.model(batch)
+                embs.append(emb.float().cpu().numpy())
+                scores.append(clipwise.float().cpu().numpy())
+        return (np.concatenate(embs, axis=0).astype(np.float32, copy=False),
+                np.concatenate(scores, axis=0).astype(np.float32, copy=False))
 
     def embed_frames(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frames = self._run(self._segments(waveform))
+        frames, _ = self._run(self._segments(waveform))
         return frames, self.frame_times(frames.shape[0])
+
+    def embed_frames_with_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Embeddings [T, 2048], window start times [T] and fc_audioset scores [T, 527] of each window."""
+        frames, scores = self._run(self._segments(waveform))
+        return frames, self.frame_times(frames.shape[0]), scores
+
+    def class_names(self) -> list[str]:
+        """The names of fc_audioset's outputs: ``class_map`` when given, else AudioSet's 527 names."""
+        if self._class_names is None:
+            n = self.model.fc_audioset.out_features
+            if self._class_map_arg is not None:
+                names = checked_class_names(read_class_map(self._class_map_arg), n, source=self._class_map_arg)
+            else:
+                names = checked_class_names(audioset_names(), n, source="built-in AudioSet (527 classes)")
+            self._class_names = names
+        return list(self._class_names)

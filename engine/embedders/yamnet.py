@@ -9,19 +9,31 @@ Two backends give the same interface:
   ``tensorflow_hub``.
 
 Weights: ``weights=PATH`` > ``$AUDIOSIM_MODELS/yamnet/`` > ``~/.cache/audiosim/yamnet/`` >
-download of the official TF-Hub model (compressed SavedModel) into that cache.
+download of the official TF-Hub model (compressed SavedModel) into that cache, unpacked into
+``saved_model/`` atomically (:func:`audiosim.engine.weights.extract_tar_atomic`: an interrupted
+unpacking leaves no half-filled folder). A file that is not a TFLite model (empty, truncated,
+random bytes) is a :class:`WeightsFormatError` naming it and the fix.
+
+Classifier head: :meth:`YamnetEmbedder.embed_frames_with_scores` returns the embeddings and the
+521 AudioSet class scores of the same forward pass. The class names come from ``class_map=PATH``
+> ``yamnet_class_map.csv`` beside the weights (or in a SavedModel's ``assets/``) > the built-in
+AudioSet list without the six classes YAMNet does not predict
+(:func:`audiosim.engine.embedders.audioset_classes.yamnet_names`, identical to the official file).
 """
 
 from __future__ import annotations
 
-import csv
-import tarfile
+import contextlib
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from audiosim.engine import weights as wts
-from audiosim.engine.embedders.base import Embedder, EmbedderInfo, check_waveform, pad_to_min_length
+from audiosim.engine.embedders.audioset_classes import yamnet_names
+from audiosim.engine.embedders.base import (Embedder, EmbedderInfo, check_waveform, checked_class_names,
+                                            pad_to_min_length, read_class_map)
 from audiosim.errors import MissingDependencyError, WeightsFormatError
 
 SAMPLE_RATE = 16000
@@ -30,6 +42,7 @@ HUB_HANDLE = "https://tfhub.dev/google/yamnet/1"
 HUB_DOWNLOAD = wts.Download(url=HUB_HANDLE + "?tf-hub-format=compressed", filename="yamnet_1.tar.gz")
 LOCAL_NAMES = ("yamnet.tflite", "saved_model")
 CLASS_MAP = "yamnet_class_map.csv"
+N_CLASSES = 521
 
 
 def resolve_yamnet_weights(weights: str | Path | None, *, allow_download: bool | None = None) -> tuple[str, str]:
@@ -58,14 +71,37 @@ def resolve_yamnet_weights(weights: str | Path | None, *, allow_download: bool |
             return resolve_yamnet_weights(d)
         except WeightsFormatError:
             continue
-    archive = wts.resolve_or_download("yamnet", names=LOCAL_NAMES, downloads=(HUB_DOWNLOAD,), allow_download=allow_download)
-    target = archive.parent / "saved_model"
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
-    return "hub", str(target)
+    found = wts.resolve_or_download("yamnet", names=(*LOCAL_NAMES, HUB_DOWNLOAD.filename), downloads=(HUB_DOWNLOAD,),
+                                    allow_download=allow_download)
+    archive = found.parent / HUB_DOWNLOAD.filename
+    if found.name != HUB_DOWNLOAD.filename and not archive.is_file():
+        # a model file or folder the search above did not accept, and no tarball to rebuild it from
+        raise WeightsFormatError(
+            f"{found} is not a usable YAMNet model (a .tflite file, or a SavedModel folder with saved_model.pb); "
+            "delete it so that audiosim downloads the official model again, or pass --weights PATH"
+        )
+    return "hub", str(wts.extract_tar_atomic(archive, found.parent / "saved_model"))
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence file descriptor 2 briefly: the TFLite runtime prints an INFO line there from C++ on its first allocation.
+
+    Errors still surface, as the Python exception the interpreter raises.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _tflite_interpreter(path: str, num_threads: int | None):
+    """A TFLite interpreter for ``path``; a file that is no TFLite model is a WeightsFormatError."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -77,24 +113,37 @@ def _tflite_interpreter(path: str, num_threads: int | None):
                 "(or ai-edge-litert), or use --embedder logmel"
             ) from e
         Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=path, num_threads=num_threads)
+    try:
+        return Interpreter(model_path=path, num_threads=num_threads)
+    except (ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsFormatError(
+            f"{path} is not a readable TFLite model ({reason}); the file may be empty, truncated or not YAMNet: "
+            "download it again (delete it to let audiosim fetch the official model) or pass --weights with "
+            "yamnet.tflite or the TF-Hub SavedModel"
+        ) from e
 
 
 class YamnetEmbedder(Embedder):
-    """YAMNet frame embeddings; ``classify`` also exposes the 521 AudioSet class scores."""
+    """YAMNet frame embeddings; ``embed_frames_with_scores`` and ``classify`` also give the 521 class scores."""
 
     def __init__(self, *, weights: str | Path | None = None, num_threads: int | None = None,
-                 allow_download: bool | None = None) -> None:
+                 allow_download: bool | None = None, class_map: str | Path | None = None) -> None:
         self.backend, self.location = resolve_yamnet_weights(weights, allow_download=allow_download)
         self._num_threads = num_threads
         self._weights_arg = str(weights) if weights is not None else None
+        self._class_map_arg = str(class_map) if class_map is not None else None
+        self._class_names: list[str] | None = None
         if self.backend == "tflite":
             self._interp = _tflite_interpreter(self.location, num_threads)
             self._input = self._interp.get_input_details()[0]["index"]
             self._outputs = {d["shape_signature"][-1] if len(d["shape_signature"]) else -1: d["index"]
                              for d in self._interp.get_output_details()}
-            if 1024 not in self._outputs or 521 not in self._outputs:
-                raise WeightsFormatError(f"{self.location} is not a YAMNet TFLite model (outputs {self._outputs})")
+            if 1024 not in self._outputs or N_CLASSES not in self._outputs:
+                raise WeightsFormatError(
+                    f"{self.location} is a TFLite model but not YAMNet (outputs of size {sorted(self._outputs)}, "
+                    f"expected 1024 and {N_CLASSES}); pass --weights with the YAMNet yamnet.tflite"
+                )
             self._allocated_len = None
             sha = wts.sha256_file(self.location)
         else:
@@ -112,14 +161,21 @@ class YamnetEmbedder(Embedder):
                                  window_s=0.96, hop_s=0.48, weights_sha256=sha)
 
     def options(self) -> dict:
-        return {"weights": self._weights_arg}
+        opts = {"weights": self._weights_arg}
+        if self._class_map_arg is not None:
+            opts["class_map"] = self._class_map_arg
+        return opts
 
     def _run(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = pad_to_min_length(check_waveform(waveform), MIN_SAMPLES)
         if self.backend == "tflite":
             if self._allocated_len != x.size:
                 self._interp.resize_tensor_input(self._input, [x.size], strict=False)
-                self._interp.allocate_tensors()
+                if self._allocated_len is None:  # the first allocation prints the runtime's XNNPACK notice
+                    with _native_stderr_silenced():
+                        self._interp.allocate_tensors()
+                else:
+                    self._interp.allocate_tensors()
                 self._allocated_len = x.size
             self._interp.set_tensor(self._input, x)
             self._interp.invoke()
@@ -134,19 +190,29 @@ class YamnetEmbedder(Embedder):
         _, emb = self._run(waveform)
         return emb, self.frame_times(emb.shape[0])
 
+    def embed_frames_with_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Embeddings [T, 1024], window start times [T] and the 521 class scores [T, 521] of one forward pass."""
+        scores, emb = self._run(waveform)
+        return emb, self.frame_times(emb.shape[0]), scores
+
     def classify(self, waveform: np.ndarray) -> np.ndarray:
         """[T, 521] AudioSet class scores per window."""
         scores, _ = self._run(waveform)
         return scores
 
     def class_names(self) -> list[str]:
-        """The 521 display names, read from the class map beside the weights."""
+        """The 521 display names: ``class_map`` > the class map beside the weights > the built-in list."""
+        if self._class_names is None:
+            path = self._class_map_path()
+            names = read_class_map(path) if path is not None else yamnet_names()
+            self._class_names = checked_class_names(names, N_CLASSES, source=str(path or "built-in"))
+        return list(self._class_names)
+
+    def _class_map_path(self) -> Path | None:
+        if self._class_map_arg is not None:
+            return Path(self._class_map_arg).expanduser()
         base = Path(self.location)
         places = [base.parent / CLASS_MAP, base / "assets" / CLASS_MAP, base.parent / "assets" / CLASS_MAP]
         if self.backend == "hub":
             places.insert(0, self._hub_dir / "assets" / CLASS_MAP)
-        for p in places:
-            if p.is_file():
-                with open(p, newline="") as f:
-                    return [row["display_name"] for row in csv.DictReader(f)]
-        raise WeightsFormatError(f"{CLASS_MAP} not found beside {self.location}; put it next to the weights")
+        return next((p for p in places if p.is_file()), None)
