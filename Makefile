@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH_PIN := torch==2.13.0
 DEMO_DIR ?= /tmp/audiosim-demo
 
-.PHONY: demo test venv install install-test clean
+.PHONY: demo test venv install install-demo install-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,12 @@ $(VENV)/bin/python:
 
 venv: $(VENV)/bin/python
 
-# Core plus TensorFlow (YAMNet/VGGish); torch pinned so pip takes the CPU wheel, not GBs of CUDA.
+# The demo needs only the core and LiteRT (YAMNet's TFLite runtime); the tests need every extra.
+install-demo: venv
+	$(PIP) install -q -e '.[litert]'
+
+# Everything (TensorFlow for YAMNet/VGGish SavedModels, torch for PANNs/VAE, the service, Ray);
+# torch pinned so pip takes the CPU wheel, not GBs of CUDA.
 install: venv
 	$(PIP) install -q $(TORCH_PIN)
 	$(PIP) install -q -e '.[all]'
@@ -23,7 +28,7 @@ install-test: venv
 	$(PIP) install -q $(TORCH_PIN)
 	$(PIP) install -q -e '.[all,test]'
 
-demo: install
+demo: install-demo
 	$(PY) scripts/demo.py --dir $(DEMO_DIR)
 
 test: install-test

@@ -43,6 +43,13 @@ def main() -> None:
     query = sorted((sounds / "chirp").iterdir())[1]
     print(f"\nquery: {query}")
     subprocess.run(cli + ["query", str(query), "--collection", str(coll), "-k", "8"], check=True)
+    print(f"""
+next, try (in a shell where `source .venv/bin/activate` was run):
+  audiosim info --collection {coll}
+  audiosim query {query} --collection {coll} -k 5 --label hum           # only hums (the filter runs inside the index)
+  audiosim query {query} --collection {coll} -k 5 --exclude-same-file --json
+  audiosim index YOUR_FOLDER --collection ~/idx/mine --embedder {embedder}   # your own recordings
+  python -c "import audiosim; help(audiosim)"                               # the Python API""")
 
 
 if __name__ == "__main__":
