@@ -33,27 +33,68 @@ scalars) plus ``scorer.npz`` (arrays; read back with ``allow_pickle=False``) and
 identical scores: Mahalanobis keeps its location and low-rank precision, kNN rebuilds its FAISS index
 from the stored normal vectors, LOF refits on the stored normal vectors with the same parameters
 (brute-force neighbours, so the refit is exact).
+
+**Fits that cannot lie.** ``fit`` refuses (:class:`AnomalyModelError`, naming the fix) training sets
+that would give a model whose verdicts mean nothing:
+
+* fewer than :data:`MIN_TRAIN` = 3 vectors (4 for ``mahalanobis``): with 2, held-out training
+  scores and hence the threshold are not defined (the old fit used in-sample scores that tie the
+  threshold, so the training clips themselves came out anomalous); Mahalanobis cross-fits on
+  ``n - 1`` vectors below 10, and Ledoit-Wolf does not shrink at all on 2, which put the threshold
+  near 0 for 3 vectors;
+* vectors that are all identical after preprocessing (up to float32 rounding): there is no
+  spread to measure distances against, so every verdict is an artefact of rounding;
+* ``mahalanobis`` with ``covariance=empirical`` on vectors that do not span their dimension
+  (fewer vectors than dimensions, or constant directions): the pseudo-inverse gives zero weight to
+  every direction the training vectors do not vary in, so unrelated sounds that differ only there
+  score 0, "normal". The shrunk estimators (``ledoitwolf``, ``oas``) are defined for such data;
+* a fit whose scores or threshold come out non-finite.
+
+Fits that are usable but weaker than asked carry a :class:`DegenerateFitWarning` (issued with
+``warnings.warn`` and kept in ``warnings_``): ``k`` lowered to the number of other training vectors,
+or training scores that are all equal (duplicated vectors), so that any vector unlike a training
+vector is anomalous.
+
+**Saved models are checked on load.** ``scorer.json`` records the sha256 of ``scorer.npz`` and of
+its own content (format 2); :func:`load_scorer` verifies both, then every field's type, shape and
+finiteness, so a truncated, garbled, hand-edited or foreign model gives :class:`AnomalyModelError`
+naming the file and the fix, never a traceback or a ``nan`` verdict. Format-1 models (no checksums)
+still load, with the same field checks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
+import warnings
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from audiosim.errors import AnomalyModelError
-from audiosim.files import write_json_atomic, write_npz_atomic
+from audiosim.files import dumps_strict, write_bytes_atomic, write_json_atomic
 from audiosim.indexes.vectors import METRICS, l2_normalize
 
 SCORERS = ("mahalanobis", "knn", "lof")
 COVARIANCES = ("empirical", "ledoitwolf", "oas")
 REDUCTIONS = ("mean", "kth")
 CV_FOLDS = 10  # Mahalanobis training scores: 10-fold cross-fitting (leave-one-out below 10 vectors)
-FORMAT_VERSION = 1
+MIN_TRAIN = 3
+IDENTICAL_RTOL = 1e-6  # spread below this fraction of the vectors' magnitude is float32 rounding
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 CONFIG_FILE = "scorer.json"
 ARRAYS_FILE = "scorer.npz"
+FIT_AGAIN = "fit it again (`audiosim anomaly fit`)"
+
+
+class DegenerateFitWarning(UserWarning):
+    """An anomaly model was fitted, but on data that makes it weaker than its configuration asks."""
 
 
 def _bool(text: str) -> bool:
@@ -95,7 +136,7 @@ class ScorerConfig:
             raise AnomalyModelError(f"pca must be >= 1 components, got {self.pca}")
 
     @classmethod
-    def parse(cls, text: str, **overrides) -> "ScorerConfig":
+    def parse(cls, text: str, **overrides) -> ScorerConfig:
         """``name[:key=value,...]``, e.g. ``mahalanobis:covariance=oas,l2=true`` or ``knn:k=3,reduce=kth``."""
         name, _, rest = text.strip().partition(":")
         values: dict = {"scorer": name.strip()}
@@ -111,8 +152,18 @@ class ScorerConfig:
         return cls.from_dict(values)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ScorerConfig":
+    def from_dict(cls, d: dict) -> ScorerConfig:
+        if not isinstance(d, dict):
+            raise AnomalyModelError(f"a scorer configuration must be a mapping of options, got {type(d).__name__}")
         v = dict(d)
+        for key in ("scorer", "covariance", "metric", "reduce"):
+            if key in v and not isinstance(v[key], str):
+                raise AnomalyModelError(f"scorer option {key} must be text, got {v[key]!r}")
+        for key in ("k", "percentile", "pca"):
+            if isinstance(v.get(key), (bool, list, dict)):
+                raise AnomalyModelError(f"scorer option {key} must be a number, got {v[key]!r}")
+        if "l2" in v and not isinstance(v["l2"], (bool, str)):
+            raise AnomalyModelError(f"scorer option l2 must be true or false, got {v['l2']!r}")
         try:
             if "k" in v:
                 v["k"] = int(v["k"])
@@ -124,7 +175,9 @@ class ScorerConfig:
                 v["pca"] = None
             if v.get("pca") is not None:
                 v["pca"] = int(v["pca"])
-        except ValueError as e:
+            if "percentile" in v and not math.isfinite(v["percentile"]):
+                raise ValueError(f"percentile must be finite, got {v['percentile']}")
+        except (ValueError, TypeError, OverflowError) as e:
             raise AnomalyModelError(f"bad scorer option value in {d}: {e}") from None
         unknown = set(v) - {f.name for f in fields(cls)}
         if unknown:
@@ -166,6 +219,7 @@ class AnomalyScorer:
     """Base class: preprocessing, threshold, scikit-learn outlier API, save/load."""
 
     kind = ""
+    min_train = MIN_TRAIN
 
     def __init__(self, config: ScorerConfig) -> None:
         if config.scorer != self.kind:
@@ -175,21 +229,51 @@ class AnomalyScorer:
         self.n_train_: int = 0
         self.threshold_: float | None = None
         self.train_scores_: np.ndarray | None = None
+        self.warnings_: tuple[str, ...] = ()
         self._pca_mean: np.ndarray | None = None
         self._pca_components: np.ndarray | None = None
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: np.ndarray) -> "AnomalyScorer":
+    def fit(self, X: np.ndarray) -> AnomalyScorer:
+        """Fit on normal vectors ``X`` [n, dim]; refuses degenerate training sets (see the module docstring)."""
         x = _as_matrix(X)
-        if x.shape[0] < 2:
-            raise AnomalyModelError(f"an anomaly model needs at least 2 normal vectors, got {x.shape[0]}")
-        self.dim_, self.n_train_ = int(x.shape[1]), int(x.shape[0])
+        n = x.shape[0]
+        if n < self.min_train:
+            raise AnomalyModelError(
+                f"a {self.kind} anomaly model needs at least {self.min_train} normal vectors (its threshold comes "
+                f"from held-out scores of the training vectors), got {n}; fit on more normal recordings, or on "
+                "segments of them (index with --segment)"
+            )
+        self.warnings_ = ()
+        self.dim_, self.n_train_ = int(x.shape[1]), int(n)
         self._fit_preprocess(x)
         z = self._preprocess(x)
+        spread = float(np.ptp(z, axis=0).max())
+        if spread <= IDENTICAL_RTOL * max(float(np.abs(z).max()), np.finfo(np.float64).tiny):
+            where = " after l2 normalisation" if self.config.l2 else ""
+            raise AnomalyModelError(
+                f"all {n} training vectors are identical{where}: there is no variation to measure "
+                "anomalies against; fit on several different normal recordings"
+            )
         self._fit(z)
+        self._check_fit(z)
         self.train_scores_ = np.asarray(self._train_scores(z), dtype=np.float64)
         self.threshold_ = float(np.percentile(self.train_scores_, self.config.percentile))
+        if not (np.isfinite(self.train_scores_).all() and math.isfinite(self.threshold_)):
+            self.threshold_ = None
+            raise AnomalyModelError(
+                f"fitting {self.config.spec} on {n} vectors gave non-finite scores (degenerate data); "
+                "use covariance=ledoitwolf, l2=true or pca=K"
+            )
+        if np.ptp(self.train_scores_) == 0:
+            self._warn(f"all {n} training scores equal {self.threshold_:.6g} (duplicated vectors?): any vector "
+                       "unlike a training vector will be called anomalous")
         return self
+
+    def _warn(self, message: str, *, stacklevel: int = 3) -> None:
+        """Record ``message`` in ``warnings_`` and issue it (``stacklevel`` points at the caller of ``fit``)."""
+        self.warnings_ = (*self.warnings_, message)
+        warnings.warn(f"{self.config.spec}: {message}", DegenerateFitWarning, stacklevel=stacklevel)
 
     def anomaly_score(self, X: np.ndarray) -> np.ndarray:
         """Higher = more anomalous; float64 [n]."""
@@ -231,15 +315,20 @@ class AnomalyScorer:
         if self._pca_mean is not None:
             arrays.update(pca_mean=self._pca_mean, pca_components=self._pca_components)
         arrays.update(self._arrays())
-        write_npz_atomic(d / ARRAYS_FILE, **arrays)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
+        write_bytes_atomic(d / ARRAYS_FILE, data)
         meta = {"format": FORMAT_VERSION, "kind": self.kind, "config": self.config.to_dict(), "spec": self.config.spec,
                 "dim": self.dim_, "n_train": self.n_train_, "threshold": self.threshold_, "fitted": self._scalars(),
-                "extra": extra or {}}
+                "extra": extra or {}, "arrays_sha256": hashlib.sha256(data).hexdigest()}
+        meta = json.loads(dumps_strict(meta, indent=None))  # exactly what a reader will see
+        meta["meta_sha256"] = meta_digest(meta)
         write_json_atomic(d / CONFIG_FILE, meta)
         return d
 
     @staticmethod
-    def load(directory: str | Path) -> "AnomalyScorer":
+    def load(directory: str | Path) -> AnomalyScorer:
         """Rebuild a scorer saved by :meth:`save` (see :func:`load_scorer` for the sidecar too)."""
         return load_scorer(directory)[0]
 
@@ -275,6 +364,12 @@ class AnomalyScorer:
 
     def _fit(self, z: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _check_fit(self, z: np.ndarray) -> None:
+        """Refuse or warn about a fitted model that its data made degenerate (after ``_fit`` on all vectors)."""
+        k_ = getattr(self, "k_", None)
+        if k_ is not None and k_ < int(self.config.k):
+            self._warn(f"k={self.config.k} lowered to {k_}: only {z.shape[0]} training vectors", stacklevel=4)
 
     def _score(self, z: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -330,6 +425,7 @@ class MahalanobisScorer(AnomalyScorer):
     """
 
     kind = "mahalanobis"
+    min_train = MIN_TRAIN + 1  # held-out sub-models see n - 1 vectors; Ledoit-Wolf needs 3 to shrink at all
 
     def _fit(self, z: np.ndarray) -> None:
         n, dim = z.shape
@@ -385,6 +481,16 @@ class MahalanobisScorer(AnomalyScorer):
             sub._fit(z[~held])
             out[held] = sub._score(z[held])
         return out
+
+    def _check_fit(self, z: np.ndarray) -> None:
+        rank, dim = int(self.basis_.shape[0]), int(z.shape[1])
+        if self.config.covariance == "empirical" and rank < dim:
+            raise AnomalyModelError(
+                f"the {z.shape[0]} training vectors span only {rank} of their {dim} dimensions, so the empirical "
+                f"covariance would score every deviation in the other {dim - rank} as 0 (normal); use "
+                f"covariance=ledoitwolf or covariance=oas (shrunk, defined for such data), or pca={max(rank, 1)} "
+                "with more vectors than components"
+            )
 
     def _arrays(self) -> dict:
         return {"location": self.location_, "basis": self.basis_, "weights": self.weights_}
@@ -491,18 +597,136 @@ def make_scorer(config: ScorerConfig | str | None = None, **options) -> AnomalyS
     return SCORER_CLASSES[config.scorer](config)
 
 
-def load_scorer(directory: str | Path) -> tuple[AnomalyScorer, dict]:
-    """(scorer, its ``scorer.json`` content) from a directory written by :meth:`AnomalyScorer.save`."""
-    d = Path(directory)
+def meta_digest(meta: dict) -> str:
+    """sha256 of a model's ``scorer.json`` content without its ``meta_sha256`` field (canonical compact JSON)."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(dumps_strict(body, indent=None, sort_keys=True).encode()).hexdigest()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _read_model(d: Path) -> tuple[dict, dict, bytes]:
+    """(meta, arrays, raw npz bytes), or AnomalyModelError for anything unreadable."""
     try:
-        meta = json.loads((d / CONFIG_FILE).read_text())
-        with np.load(d / ARRAYS_FILE, allow_pickle=False) as npz:
+        meta_bytes = (d / CONFIG_FILE).read_bytes()
+        npz_bytes = (d / ARRAYS_FILE).read_bytes()
+    except OSError as e:
+        raise AnomalyModelError(f"cannot read the anomaly model in {d}: {e.strerror or e}; {FIT_AGAIN}") from e
+    try:
+        meta = json.loads(meta_bytes.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise AnomalyModelError(f"{d / CONFIG_FILE} is not valid JSON ({e}); the anomaly model is damaged: "
+                                f"{FIT_AGAIN}") from None
+    if not isinstance(meta, dict):
+        raise AnomalyModelError(f"{d / CONFIG_FILE} holds a JSON {type(meta).__name__}, not an anomaly model; {FIT_AGAIN}")
+    try:
+        npz = np.load(io.BytesIO(npz_bytes), allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise AnomalyModelError(f"cannot read the anomaly model in {d}: {e}; fit it again (`audiosim anomaly fit`)") from e
-    if meta.get("format") != FORMAT_VERSION or meta.get("kind") not in SCORER_CLASSES:
-        raise AnomalyModelError(f"{d / CONFIG_FILE}: unsupported anomaly model (format {meta.get('format')!r}, "
-                               f"kind {meta.get('kind')!r}); fit it again")
-    scorer = SCORER_CLASSES[meta["kind"]](ScorerConfig.from_dict(meta["config"]))
-    scorer._restore(meta, arrays)
+    except (ValueError, OSError, EOFError, KeyError, IndexError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, OverflowError, MemoryError, AttributeError, TypeError) as e:
+        raise AnomalyModelError(f"{d / ARRAYS_FILE} is not a readable array archive ({type(e).__name__}: {e}); "
+                                f"the anomaly model is damaged: {FIT_AGAIN}") from None
+    return meta, arrays, npz_bytes
+
+
+def _check_model(d: Path, meta: dict, arrays: dict, npz_bytes: bytes) -> ScorerConfig:
+    """Validate a saved model's checksums, fields, shapes and values; return its configuration."""
+    def bad(what: str):
+        raise AnomalyModelError(f"{d}: {what}; the anomaly model is damaged or was not written by audiosim: {FIT_AGAIN}")
+
+    fmt = meta.get("format")
+    if not _is_int(fmt) or fmt not in READABLE_FORMATS or meta.get("kind") not in SCORER_CLASSES:
+        raise AnomalyModelError(f"{d / CONFIG_FILE}: unsupported anomaly model (format {fmt!r}, kind "
+                                f"{meta.get('kind')!r}); {FIT_AGAIN}")
+    if fmt >= 2:
+        if meta.get("meta_sha256") != meta_digest(meta):
+            bad(f"{CONFIG_FILE} does not match its recorded checksum (edited or corrupted)")
+        if meta.get("arrays_sha256") != hashlib.sha256(npz_bytes).hexdigest():
+            bad(f"{ARRAYS_FILE} does not match the checksum recorded in {CONFIG_FILE} (corrupted, or from another fit)")
+    missing = [k for k in ("config", "dim", "n_train", "threshold", "fitted") if k not in meta]
+    if missing:
+        bad(f"{CONFIG_FILE} lacks {', '.join(missing)}")
+    try:
+        config = ScorerConfig.from_dict(meta["config"])
+    except AnomalyModelError as e:
+        bad(f"its configuration is invalid ({e})")
+    if config.scorer != meta["kind"]:
+        bad(f"kind {meta['kind']!r} but configuration for {config.scorer!r}")
+    dim, n, threshold, fitted = meta["dim"], meta["n_train"], meta["threshold"], meta["fitted"]
+    if not (_is_int(dim) and dim >= 1):
+        bad(f"dim must be a positive integer, got {dim!r}")
+    least = SCORER_CLASSES[meta["kind"]].min_train if fmt >= 2 else 2
+    if not (_is_int(n) and n >= least):
+        bad(f"n_train must be an integer >= {least}, got {n!r}")
+    if not _is_number(threshold):
+        bad(f"threshold must be a finite number, got {threshold!r}")
+    if not isinstance(fitted, dict) or not isinstance(meta.get("extra", {}), dict):
+        bad("fitted and extra must be JSON objects")
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiu":
+            bad(f"array {name} has dtype {a.dtype}, expected numbers")
+        if not np.isfinite(a).all():
+            bad(f"array {name} holds NaN or infinite values")
+
+    def shape(name: str, *want):
+        if name not in arrays:
+            bad(f"{ARRAYS_FILE} lacks the array {name}")
+        got = arrays[name].shape
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+            bad(f"array {name} has shape {got}, expected {tuple('?' if w is None else w for w in want)}")
+        return got
+
+    shape("train_scores", n)
+    zdim = dim
+    if config.pca is None:
+        if "pca_mean" in arrays or "pca_components" in arrays:
+            bad("PCA arrays present but the configuration has no pca")
+    else:
+        shape("pca_mean", dim)
+        zdim = shape("pca_components", None, dim)[0]
+        if not 1 <= zdim <= min(int(config.pca), n, dim):
+            bad(f"{zdim} PCA components for pca={config.pca}, {n} vectors of dim {dim}")
+    if meta["kind"] == "mahalanobis":
+        shape("location", zdim)
+        rank = shape("basis", None, zdim)[0]
+        shape("weights", rank)
+        shrink, iso = fitted.get("shrinkage"), fitted.get("iso")
+        if not (_is_number(shrink) and 0.0 <= shrink <= 1.0) or not (_is_number(iso) and iso >= 0.0):
+            bad(f"fitted shrinkage/iso must be finite numbers (shrinkage in [0, 1], iso >= 0), got {shrink!r}, {iso!r}")
+        if rank == 0 and iso == 0.0:
+            bad("its precision is zero: every vector would score 0")
+    else:
+        shape("train", n, zdim)
+        k = fitted.get("k")
+        if not (_is_int(k) and 1 <= k <= n - 1):
+            bad(f"fitted k must be an integer in 1..{n - 1}, got {k!r}")
+    return config
+
+
+def load_scorer(directory: str | Path) -> tuple[AnomalyScorer, dict]:
+    """(scorer, its ``scorer.json`` content) from a directory written by :meth:`AnomalyScorer.save`.
+
+    Every unreadable, garbled, inconsistent or non-finite model gives :class:`AnomalyModelError`.
+    """
+    d = Path(directory)
+    meta, arrays, npz_bytes = _read_model(d)
+    config = _check_model(d, meta, arrays, npz_bytes)
+    scorer = SCORER_CLASSES[meta["kind"]](config)
+    try:
+        scorer._restore(meta, arrays)
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise AnomalyModelError(f"{d}: the anomaly model cannot be rebuilt ({e}); {FIT_AGAIN}") from None
     return scorer, meta

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 from sklearn.neighbors import LocalOutlierFactor
 
+from audiosim.anomaly.scorers import AnomalyScorer, DegenerateFitWarning, ScorerConfig, load_scorer, make_scorer, meta_digest
 from audiosim.errors import AnomalyModelError
-from audiosim.anomaly.scorers import AnomalyScorer, ScorerConfig, load_scorer, make_scorer
 
 
 @pytest.fixture
@@ -54,24 +59,40 @@ def test_mahalanobis_matches_sklearn_squared_distance(data, cov, ref_cls):
         assert s.shrinkage_ == pytest.approx(ref.shrinkage_, rel=1e-12)
 
 
+def _fitted_math(spec, X):
+    """The Mahalanobis fit itself, bypassing fit()'s refusal of degenerate data (to check the formulas)."""
+    s = make_scorer(spec)
+    s._fit(np.asarray(X, dtype=np.float64))
+    return s
+
+
 def test_mahalanobis_dim_above_sample_count(rng):
     X = rng.standard_normal((20, 300))
     far = X.mean(axis=0) + 3.0 * rng.standard_normal(300)
-    for cov, ref_cls in (("empirical", EmpiricalCovariance), ("ledoitwolf", LedoitWolf), ("oas", OAS)):
+    # The pseudo-inverse still equals scikit-learn's (in the span of the vectors) ...
+    emp = _fitted_math("mahalanobis:covariance=empirical", X)
+    Q = np.vstack([X[:3], far])
+    np.testing.assert_allclose(emp._score(Q), EmpiricalCovariance().fit(X).mahalanobis(Q), rtol=1e-7)
+    # ... but fit() refuses it: a deviation outside the 19-dimensional span of 20 vectors would score 0.
+    outside = X.mean(axis=0) + 5.0 * np.linalg.svd(X - X.mean(axis=0))[2][-1]  # orthogonal to the span
+    assert emp._score(outside[None, :])[0] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(AnomalyModelError, match="span only 19 of their 300 dimensions.*covariance=ledoitwolf"):
+        make_scorer("mahalanobis:covariance=empirical").fit(X)
+    assert make_scorer("mahalanobis:covariance=ledoitwolf").fit(X).anomaly_score(outside[None, :])[0] > 1.0
+    for cov, ref_cls in (("ledoitwolf", LedoitWolf), ("oas", OAS)):
         s = make_scorer(f"mahalanobis:covariance={cov}").fit(X)
         Q = np.vstack([X[:3], far])
         np.testing.assert_allclose(s.anomaly_score(Q), ref_cls().fit(X).mahalanobis(Q), rtol=1e-7)
         assert s.anomaly_score(X.mean(axis=0))[0] == pytest.approx(0.0, abs=1e-9)
         assert np.isfinite(s.train_scores_).all()
-        if cov != "empirical":
-            assert s.shrinkage_ == pytest.approx(ref_cls().fit(X).shrinkage_, rel=1e-10)
+        assert s.shrinkage_ == pytest.approx(ref_cls().fit(X).shrinkage_, rel=1e-10)
     # Shrunk estimators rank a far point above every training point.
     s = make_scorer("mahalanobis:covariance=ledoitwolf").fit(X)
     assert s.anomaly_score(far[None, :])[0] > s.train_scores_.max()
     # In-sample, the empirical pseudo-inverse puts every training point at squared distance n - 1 when
     # dim >= n; that is why training scores are cross-fitted. Held out, a shrunk model scores fresh
     # normal points well above the in-sample distances, and the cross-fitted scores follow them.
-    np.testing.assert_allclose(make_scorer("mahalanobis:covariance=empirical").fit(X)._score(X), 19.0, rtol=1e-8)
+    np.testing.assert_allclose(emp._score(X), 19.0, rtol=1e-8)
     fresh = s.anomaly_score(rng.standard_normal((50, 300)))
     assert np.median(s._score(X)) < 0.5 * np.median(fresh)
     assert 0.5 < np.median(s.train_scores_) / np.median(fresh) < 2.0
@@ -169,8 +190,15 @@ def test_one_feature_and_constant_features(rng):
         s = make_scorer(f"mahalanobis:covariance={cov}").fit(x)
         np.testing.assert_allclose(s.anomaly_score(x[:5]), ref_cls().fit(x).mahalanobis(x[:5]), rtol=1e-9)
     X = np.c_[rng.standard_normal((30, 3)), np.ones(30)]  # a constant column: singular covariance
-    s = make_scorer("mahalanobis:covariance=empirical").fit(X)
-    np.testing.assert_allclose(s.anomaly_score(X[:5]), EmpiricalCovariance().fit(X).mahalanobis(X[:5]), rtol=1e-9)
+    s = _fitted_math("mahalanobis:covariance=empirical", X)
+    np.testing.assert_allclose(s._score(X[:5]), EmpiricalCovariance().fit(X).mahalanobis(X[:5]), rtol=1e-9)
+    with pytest.raises(AnomalyModelError, match="span only 3 of their 4 dimensions"):
+        make_scorer("mahalanobis:covariance=empirical").fit(X)
+    moved = X[:1].copy()
+    moved[0, 3] = 5.0  # a change in the constant column: invisible to the pseudo-inverse, anomalous when shrunk
+    assert s._score(moved)[0] == pytest.approx(s._score(X[:1])[0])
+    lw = make_scorer("mahalanobis:covariance=ledoitwolf").fit(X)
+    assert lw.predict(moved)[0] == -1 and lw.anomaly_score(moved)[0] > 3 * lw.threshold_
 
 
 def test_outlier_scores_above_inliers(rng):
@@ -196,7 +224,7 @@ def test_config_parse_and_errors(data):
     s = make_scorer("mahalanobis").fit(X)
     with pytest.raises(AnomalyModelError, match="dim"):
         s.anomaly_score(Q[:, :5])
-    with pytest.raises(AnomalyModelError, match="at least 2"):
+    with pytest.raises(AnomalyModelError, match="at least 4"):
         make_scorer("mahalanobis").fit(X[:1])
     with pytest.raises(AnomalyModelError, match="NaN"):
         s.anomaly_score(np.full((1, X.shape[1]), np.nan))
@@ -210,3 +238,214 @@ def test_load_rejects_missing_or_foreign_dirs(tmp_path, data):
     (tmp_path / "m" / "scorer.json").write_text('{"format": 99, "kind": "knn"}')
     with pytest.raises(AnomalyModelError, match="unsupported"):
         load_scorer(tmp_path / "m")
+
+
+# ---------------------------------------------------------------------- fits that cannot lie
+ALL_KINDS = ["mahalanobis", "mahalanobis:covariance=empirical", "mahalanobis:covariance=oas", "knn", "lof"]
+
+
+@pytest.mark.parametrize("spec", ALL_KINDS)
+def test_identical_training_vectors_are_refused(spec, rng):
+    v = rng.standard_normal(16)
+    for X in (np.tile(v, (6, 1)),  # the issue's case: 6 copies of one clip's vector
+              np.tile(v, (6, 1)) + 1e-9 * rng.standard_normal((6, 16)),  # copies up to rounding
+              np.zeros((5, 16))):
+        with pytest.raises(AnomalyModelError, match="all .* training vectors are identical"):
+            make_scorer(spec).fit(X)
+    with pytest.raises(AnomalyModelError, match="identical after l2 normalisation"):
+        make_scorer(spec, l2=True).fit(np.outer([1.0, 2.0, 3.0, 4.0], v))  # one direction, four loudnesses
+
+
+@pytest.mark.parametrize("spec", ALL_KINDS)
+def test_too_few_training_vectors_are_refused(spec, rng):
+    least = 4 if spec.startswith("mahalanobis") else 3
+    with pytest.raises(AnomalyModelError, match=f"needs at least {least} normal vectors .* got {least - 1}"):
+        make_scorer(spec).fit(rng.standard_normal((least - 1, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)  # k is lowered on so few vectors
+        s = make_scorer(spec).fit(rng.standard_normal((least, 2)))
+    assert np.isfinite(s.threshold_)
+
+
+def test_training_clips_are_normal_to_the_model_fitted_on_them(rng):
+    # On 2 vectors the old fit called its own training clips anomalous; from 3 on, held-out scores set
+    # the threshold and an in-sample training vector scores no higher than its held-out score.
+    for n in (3, 4, 6, 12):
+        for dim in (5, 64):
+            X = rng.standard_normal((n, dim))
+            for spec in ("mahalanobis", "mahalanobis:covariance=oas", "knn:k=2", "lof:k=2"):
+                if n < make_scorer(spec).min_train:
+                    continue
+                s = make_scorer(spec, percentile=100).fit(X)
+                assert (s.predict(X) == 1).all(), (n, dim, spec)
+
+
+def test_weakened_fits_carry_a_warning(rng):
+    X = rng.standard_normal((4, 6))
+    with pytest.warns(DegenerateFitWarning, match="k=5 lowered to 3: only 4 training vectors"):
+        s = make_scorer("knn:k=5").fit(X)
+    assert s.warnings_ == ("k=5 lowered to 3: only 4 training vectors",)
+    dup = np.repeat(rng.standard_normal((4, 6)), 2, axis=0)  # every vector twice
+    with pytest.warns(DegenerateFitWarning, match="all 8 training scores equal 0"):
+        s = make_scorer("knn:k=1,metric=euclidean").fit(dup)
+    assert len(s.warnings_) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a healthy fit warns about nothing
+        assert make_scorer("knn:k=3").fit(rng.standard_normal((40, 6))).warnings_ == ()
+
+
+# ---------------------------------------------------------------------- garbled model files
+def _write_model(d, meta: dict, arrays: dict | None = None, *, reseal: bool = True):
+    """Write a (possibly edited) model; ``reseal`` recomputes both checksums, so that only the field checks
+    behind them can catch the edit."""
+    if arrays is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        (d / "scorer.npz").write_bytes(buf.getvalue())
+    if reseal and isinstance(meta, dict):
+        meta = dict(meta)
+        meta["arrays_sha256"] = hashlib.sha256((d / "scorer.npz").read_bytes()).hexdigest()
+        meta["meta_sha256"] = meta_digest(meta)
+    (d / "scorer.json").write_text(json.dumps(meta))
+
+
+def _models(tmp_path, rng):
+    X = rng.standard_normal((30, 8))
+    out = []
+    for spec in ("mahalanobis:covariance=ledoitwolf,pca=5", "knn:k=3", "lof:k=4,metric=euclidean"):
+        d = tmp_path / spec.split(":")[0]
+        make_scorer(spec).fit(X).save(d, extra={"note": "x"})
+        meta = json.loads((d / "scorer.json").read_text())
+        with np.load(d / "scorer.npz") as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        out.append((d, meta, arrays, (d / "scorer.json").read_bytes(), (d / "scorer.npz").read_bytes()))
+    return out
+
+
+def _corruptions(meta: dict, arrays: dict, json_bytes: bytes, npz_bytes: bytes, rng) -> list:
+    """(name, action) pairs; an action edits the model folder ``d``."""
+    out = []
+
+    def raw(name, *, js=None, npz=None):
+        def act(d):
+            if js is not None:
+                (d / "scorer.json").write_bytes(js)
+            if npz is not None:
+                (d / "scorer.npz").write_bytes(npz)
+        out.append((name, act))
+
+    for frac in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99):
+        raw(f"json truncated {frac}", js=json_bytes[: int(len(json_bytes) * frac)])
+        raw(f"npz truncated {frac}", npz=npz_bytes[: int(len(npz_bytes) * frac)])
+    for i in range(3):
+        raw(f"json random {i}", js=rng.integers(0, 256, 400, dtype=np.uint8).tobytes())
+        raw(f"npz random {i}", npz=rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    for i, pos in enumerate(rng.choice(len(npz_bytes), 12, replace=False)):
+        b = bytearray(npz_bytes)
+        b[pos] ^= int(rng.integers(1, 256))
+        raw(f"npz byte {pos} flipped", npz=bytes(b))
+    digits = [i for i, c in enumerate(json_bytes) if chr(c).isdigit()]
+    for pos in rng.choice(digits, 8, replace=False):  # a changed number still parses: only the checksum sees it
+        b = bytearray(json_bytes)
+        b[pos] = ord(str((int(chr(b[pos])) + 1) % 10))
+        raw(f"json digit {pos} changed", js=bytes(b))
+    raw("json not utf-8", js=b"\xff\xfe" + json_bytes)
+    npy = io.BytesIO()
+    np.save(npy, np.arange(3))
+    raw("npz is a plain .npy", npz=npy.getvalue())
+
+    def edited(name, change, *, arrays_change=None, reseal=True):
+        def act(d):
+            m = json.loads(json.dumps(meta))
+            m = change(m)
+            a = None
+            if arrays_change is not None:
+                a = dict(arrays)
+                arrays_change(a)
+            _write_model(d, m, a, reseal=reseal)
+        out.append((name, act))
+
+    def setter(key, value):
+        def f(m):
+            m[key] = value
+            return m
+        return f
+
+    def deleter(key):
+        def f(m):
+            m.pop(key)
+            return m
+        return f
+
+    for key, value in [("threshold", "x"), ("threshold", None), ("threshold", True), ("threshold", [1.0]),
+                       ("dim", -1), ("dim", 1.5), ("dim", True), ("dim", 9), ("n_train", 1), ("n_train", "30"),
+                       ("n_train", 31), ("config", ["knn"]), ("config", None), ("kind", "forest"), ("kind", 3),
+                       ("format", 99), ("format", "2"), ("fitted", []), ("extra", [])]:
+        edited(f"{key}={value!r}", setter(key, value))
+    for key in ("config", "dim", "n_train", "threshold", "fitted", "kind", "format"):
+        edited(f"no {key}", deleter(key))
+    for key, value in [("k", [1]), ("k", 0), ("percentile", "high"), ("percentile", float("inf")), ("metric", 5),
+                       ("pca", "many"), ("l2", 7), ("color", "red"), ("scorer", "knn" if meta["kind"] != "knn" else "lof")]:
+        def change(m, key=key, value=value):
+            m["config"][key] = value
+            return m
+        edited(f"config {key}={value!r}", change)
+    fitted_edits = ([("shrinkage", 2.0), ("shrinkage", "x"), ("iso", -1.0), ("iso", None)] if meta["kind"] == "mahalanobis"
+                    else [("k", 0), ("k", 99), ("k", 2.5)])
+    for key, value in fitted_edits:
+        def change(m, key=key, value=value):
+            m["fitted"][key] = value
+            return m
+        edited(f"fitted {key}={value!r}", change)
+    edited("meta is a list", lambda m: [m])
+    edited("meta is a string", lambda m: "model")
+    edited("old checksum kept", lambda m: {**m, "threshold": m["threshold"] * 2}, reseal=False)
+    edited("json NaN threshold, format 1", lambda m: {**{k: v for k, v in m.items() if not k.endswith("sha256")},
+                                                      "format": 1, "threshold": float("nan")}, reseal=False)
+    for name in arrays:
+        edited(f"array {name} missing", lambda m: m, arrays_change=lambda a, name=name: a.pop(name))
+        edited(f"array {name} NaN", lambda m: m, arrays_change=lambda a, name=name: a.__setitem__(
+            name, np.where(np.arange(a[name].size).reshape(a[name].shape) == 0, np.nan, a[name])))
+        edited(f"array {name} reshaped", lambda m: m, arrays_change=lambda a, name=name: a.__setitem__(
+            name, a[name].reshape(-1)[:-1] if a[name].ndim == 1 else a[name][:, :-1]))
+        edited(f"array {name} as text", lambda m: m, arrays_change=lambda a, name=name: a.__setitem__(
+            name, a[name].astype(str)))
+    edited("train_scores complex", lambda m: m, arrays_change=lambda a: a.__setitem__(
+        "train_scores", a["train_scores"].astype(complex)))
+    return out
+
+
+def test_every_garbled_model_file_gives_a_typed_error(tmp_path, rng):
+    tried = passed = 0
+    for d, meta, arrays, json_bytes, npz_bytes in _models(tmp_path, rng):
+        for name, act in _corruptions(meta, arrays, json_bytes, npz_bytes, rng):
+            (d / "scorer.json").write_bytes(json_bytes)
+            (d / "scorer.npz").write_bytes(npz_bytes)
+            act(d)
+            tried += 1
+            try:
+                load_scorer(d)
+            except AnomalyModelError as e:
+                assert "fit it again" in str(e), (d.name, name, str(e))
+                passed += 1
+                continue
+            except Exception as e:  # noqa: BLE001 - any other type is the failure this test reports
+                pytest.fail(f"{d.name}: {name}: {type(e).__name__}: {e}")
+            pytest.fail(f"{d.name}: {name}: loaded without error")
+        (d / "scorer.json").unlink()
+        with pytest.raises(AnomalyModelError, match="cannot read the anomaly model"):
+            load_scorer(d)
+        tried += 1
+        passed += 1
+    assert tried == passed and tried >= 250, tried  # 299 with the three models above
+
+
+def test_intact_and_format_1_models_still_load(tmp_path, rng):
+    for d, meta, arrays, _, _ in _models(tmp_path, rng):
+        s, _ = load_scorer(d)
+        old = {k: v for k, v in meta.items() if not k.endswith("sha256")}
+        old["format"] = 1
+        (d / "scorer.json").write_text(json.dumps(old))  # a model saved before checksums existed
+        t, _ = load_scorer(d)
+        Q = rng.standard_normal((5, 8))
+        np.testing.assert_array_equal(s.anomaly_score(Q), t.anomaly_score(Q))
