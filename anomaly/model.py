@@ -89,11 +89,13 @@ def fit_collection_model(collection, scorer, *, labels: Iterable[str] | None = N
         allowed = [i for i, name in enumerate(items.labels) if name in wanted]
         keep = np.isin(items.label_code[items.positions(ids)], allowed)
         ids, X = ids[keep], X[keep]
-    if len(ids) < 2:
+    model = make_scorer(config)
+    if len(ids) < model.min_train:
         have = sorted(collection.items().label_counts())
         raise AnomalyModelError(f"{len(ids)} vectors match {('label in ' + ', '.join(wanted)) if wanted else 'the collection'}; "
-                                f"at least 2 normal vectors are needed (labels here: {', '.join(have) or 'none'})")
-    model = make_scorer(config).fit(X)
+                                f"the {config.scorer} scorer needs at least {model.min_train} normal vectors "
+                                f"(labels here: {', '.join(have) or 'none'})")
+    model.fit(X)
     extra = {"collection_revision": collection.revision, "where": {"label": list(wanted)} if wanted else {},
              "n_vectors": int(len(ids)), "space": "stored", "embedder": collection.embedder.to_dict(),
              "pooling": collection.pooling.to_dict(), "segment_s": collection.segment_s,

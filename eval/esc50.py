@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +36,14 @@ SUPER_CLASSES = (
     "interior/domestic sounds",
     "exterior/urban noises",
 )
-ARCHIVE_URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
-ARCHIVE_NAME = "ESC-50-master.zip"
-ARCHIVE_DIR = "ESC-50-master"
+# A fixed commit of the dataset's repository. GitHub builds its zips on the fly, so the archive
+# bytes are not stable and cannot be pinned; the unpacked content is checked instead: the official
+# metadata's sha256 and the 2000 clips it lists.
+ARCHIVE_COMMIT = "33c8ce9eb2cf0b1c2f8bcf322eb349b6be34dbb6"
+ARCHIVE_URL = f"https://github.com/karolpiczak/ESC-50/archive/{ARCHIVE_COMMIT}.zip"
+ARCHIVE_NAME = f"ESC-50-{ARCHIVE_COMMIT}.zip"
+ARCHIVE_DIR = f"ESC-50-{ARCHIVE_COMMIT}"
+META_SHA256 = "ca660da60191a97de289983a05821c9382d852a38a2ba8428980816b68cf6246"
 
 
 @dataclass(frozen=True)
@@ -188,34 +192,45 @@ def load_esc50(root: str | Path | None = None) -> Esc50:
 
 
 def download_esc50(dest: str | Path | None = None, *, progress: bool = True) -> tuple[Path, str]:
-    """Download the official archive from the dataset's GitHub repository and unpack it.
+    """Download the dataset's repository at a fixed commit, check its content and unpack it atomically.
 
     Returns ``(root, sha256 of the received archive)``. The transfer resumes from a partial
-    file; the archive is kept until it has been unpacked successfully.
+    file; the archive is unpacked into a temporary folder, checked (``meta/esc50.csv`` must have
+    the official sha256 and every listed clip must be there) and only then renamed into place.
     """
-    from audiosim.engine.weights import OFFLINE_ENV, Download, download, sha256_file
+    import shutil
+
+    from audiosim.engine.weights import OFFLINE_ENV, Download, download, extract_zip_atomic, sha256_file
 
     dest = Path(dest).expanduser() if dest is not None else default_download_dir()
     root = dest / ARCHIVE_DIR
     if _is_root(root) and (root / AUDIO).is_dir():
         return root, ""
     if os.environ.get(OFFLINE_ENV, "") in ("1", "true", "yes"):
-        raise DatasetError(f"{OFFLINE_ENV} is set, so ESC-50 cannot be downloaded; pass --esc50 PATH or set {ESC50_ENV}")
+        raise DatasetError(f"{OFFLINE_ENV}=1 forbids downloads, so ESC-50 cannot be fetched; pass --esc50 PATH or set "
+                           f"{ESC50_ENV} to a copy of the dataset")
     try:
-        archive = download(Download(url=ARCHIVE_URL, filename=ARCHIVE_NAME), dest, progress=progress)
+        # unpinned on purpose: GitHub's zip bytes change; the content is verified below
+        archive = download(Download(url=ARCHIVE_URL, filename=ARCHIVE_NAME), dest, progress=progress, allow_unpinned=True)
+        digest = sha256_file(archive)
+        staging = extract_zip_atomic(archive, dest / f".{ARCHIVE_DIR}.unpacked")
     except DownloadError as e:
         raise DatasetError(
             f"could not download ESC-50 ({e}). Without network access, fetch {ARCHIVE_URL} elsewhere, unpack it "
-            f"and pass --esc50 PATH or set {ESC50_ENV} to the unpacked ESC-50-master folder"
+            f"and pass --esc50 PATH or set {ESC50_ENV} to the unpacked {ARCHIVE_DIR} folder"
         ) from e
-    digest = sha256_file(archive)
     try:
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(dest)
-    except zipfile.BadZipFile as e:
-        archive.unlink(missing_ok=True)
-        raise DatasetError(f"the received archive {archive} (sha256 {digest}) is not a valid zip: {e}; run again") from e
-    if not _is_root(root):
-        raise DatasetError(f"the archive (sha256 {digest}) unpacked without {ARCHIVE_DIR}/{META}; it is not ESC-50")
+        inner = staging / ARCHIVE_DIR
+        if not _is_root(inner):
+            raise DatasetError(f"the archive (sha256 {digest}) holds no {ARCHIVE_DIR}/{META}; it is not ESC-50")
+        from audiosim.files import sha256_file as sha
+
+        if sha(inner / META) != META_SHA256:
+            raise DatasetError(f"{ARCHIVE_DIR}/{META} in the received archive is not the official metadata (sha256 "
+                               f"{sha(inner / META)}, expected {META_SHA256}); delete {archive} and run again")
+        load_esc50(inner)  # every listed clip is present
+        os.replace(inner, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     archive.unlink()
     return root, digest

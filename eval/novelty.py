@@ -25,7 +25,7 @@ TEST_FOLD = 5
 DEFAULT_SCORERS = (
     "mahalanobis:covariance=ledoitwolf",
     "mahalanobis:covariance=oas",
-    "mahalanobis:covariance=empirical",
+    "mahalanobis:covariance=empirical,pca=16",
     "mahalanobis:covariance=ledoitwolf,l2=true",
     "knn:k=1,metric=cosine",
     "knn:k=5,metric=cosine",

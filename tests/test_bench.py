@@ -112,6 +112,46 @@ def test_download_fails_clearly_offline(tmp_path, monkeypatch):
         download_esc50(tmp_path)
 
 
+def test_download_checks_the_content_and_unpacks_atomically(fake_esc50, tmp_path, monkeypatch):
+    """The repository zip (served on 127.0.0.1) is unpacked only when its metadata is the official one."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+    import zipfile
+
+    import audiosim.eval.esc50 as E
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "good.zip", "w") as z:
+        for f in sorted(fake_esc50.rglob("*")):
+            if f.is_file():
+                z.write(f, f"{E.ARCHIVE_DIR}/{f.relative_to(fake_esc50)}")
+    with zipfile.ZipFile(served / "bad.zip", "w") as z:  # other metadata
+        z.writestr(f"{E.ARCHIVE_DIR}/meta/esc50.csv", "filename,fold,target,category,src_file,take\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.delenv("AUDIOSIM_OFFLINE", raising=False)
+        monkeypatch.setattr(E, "META_SHA256", hashlib.sha256((fake_esc50 / "meta" / "esc50.csv").read_bytes()).hexdigest())
+        monkeypatch.setattr(E, "ARCHIVE_URL", f"http://127.0.0.1:{httpd.server_port}/bad.zip")
+        with pytest.raises(DatasetError, match="not the official metadata"):
+            E.download_esc50(tmp_path / "dest", progress=False)
+        assert not (tmp_path / "dest" / E.ARCHIVE_DIR).exists()  # nothing half-unpacked under the final name
+        assert not [p for p in (tmp_path / "dest").iterdir() if p.is_dir()]
+        (tmp_path / "dest" / E.ARCHIVE_NAME).unlink()
+        monkeypatch.setattr(E, "ARCHIVE_URL", f"http://127.0.0.1:{httpd.server_port}/good.zip")
+        root, digest = E.download_esc50(tmp_path / "dest", progress=False)
+        assert root == tmp_path / "dest" / E.ARCHIVE_DIR and len(load_esc50(root)) == 50
+        assert digest == hashlib.sha256((served / "good.zip").read_bytes()).hexdigest()
+        assert E.download_esc50(tmp_path / "dest", progress=False) == (root, "")  # already there: no transfer
+    finally:
+        httpd.shutdown()
+
+
 # --------------------------------------------------------------------------- embedding cache
 def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, monkeypatch):
     from audiosim.engine.embedders import get_embedder
