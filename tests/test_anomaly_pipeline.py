@@ -156,7 +156,7 @@ def test_cli_fit_errors(collection, tmp_path):
     coll_dir, _ = collection
     runner = CliRunner()
     res = runner.invoke(main, ["anomaly", "fit", "--collection", str(coll_dir), "--where", "label=missing"])
-    assert res.exit_code == 2 and "at least 2" in res.output and "normal" in res.output
+    assert res.exit_code == 2 and "at least 4" in res.output and "normal" in res.output
     res = runner.invoke(main, ["anomaly", "fit", "--collection", str(coll_dir), "--where", "path=x"])
     assert res.exit_code == 2 and "label=VALUE" in res.output
     res = runner.invoke(main, ["anomaly", "fit", "--collection", str(coll_dir), "--scorer", "forest"])
