@@ -59,6 +59,14 @@ class CorruptCollectionError(CollectionError):
     """A file of the collection (part, index, manifest) is missing, truncated or does not match its checksum."""
 
 
+class ItemNotFoundError(CollectionError):
+    """No stored vector has the requested id."""
+
+
+class CollectionChangingError(CollectionError):
+    """The collection kept changing while a reader loaded it (writers committing); trying again succeeds."""
+
+
 class CollectionMismatchError(CollectionError):
     """Vectors from a different embedder, pooling or weights were about to be mixed."""
 

@@ -24,17 +24,12 @@ Each file gets one :class:`Location`: ``offset_s``, ``end_s`` (offset + query du
 best score of the supporting matches. Files are ranked by votes, then by mean score (higher first
 for ``cosine``, lower first for ``euclidean``), then by first appearance.
 
-The query must be cut on the collection's grid: :func:`segment_grid` (segment start times and
-durations; the same grid as the ingest pipeline's ``engine.mappers.segment_spans``),
-:func:`frames_in_segments` / :func:`segments_with_frames` (which embedder frames each segment
-pools: those whose start time lies in it, as ``engine.mappers.segment_frames``) and
-:func:`cut_waveform` (the query's samples per segment, for embedding segments one by one).
-Pure numpy; it knows nothing of storage or search.
+The query must be cut on the collection's grid, the one the ingest pipeline uses
+(:mod:`audiosim.engine.segments`). Pure numpy; it knows nothing of storage or search.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Hashable, Sequence
 
@@ -43,12 +38,11 @@ import numpy as np
 from audiosim.errors import AudiosimError
 from audiosim.indexes.vectors import canonical_metric
 
-EPS_S = 1e-9
 TOLERANCE_BINS = 1
 
 
 class LocateError(AudiosimError):
-    """Bad segment settings or mismatched vote arrays."""
+    """Mismatched vote arrays or settings."""
 
 
 @dataclass(frozen=True)
@@ -83,81 +77,6 @@ class Location:
         return {"rank": self.rank, "path": self.path, "offset_s": self.offset_s, "end_s": self.end_s,
                 "votes": self.votes, "n_segments": self.n_segments, "confidence": self.confidence,
                 "mean_score": self.mean_score, "best_score": self.best_score}
-
-
-# --------------------------------------------------------------------------- the segment grid
-def check_segments(segment_s: float, hop_s: float | None) -> float:
-    """``hop_s`` (``segment_s`` when None) after checking 0 < hop_s <= segment_s."""
-    hop = segment_s if hop_s is None else hop_s
-    if not (segment_s > 0 and math.isfinite(segment_s)):
-        raise LocateError(f"segment_s must be a positive number of seconds, got {segment_s}")
-    if not (0 < hop <= segment_s):
-        raise LocateError(f"segment hop must be in (0, segment_s={segment_s}], got {hop}")
-    return float(hop)
-
-
-def segment_grid(duration_s: float, *, segment_s: float, hop_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Start times and durations (float64) of the segments of a ``duration_s`` recording.
-
-    The ingest pipeline's grid (``engine.mappers.segment_spans``): segments of ``segment_s``
-    start at 0, hop, 2 hop, ... while the start lies inside the recording (at least one segment),
-    and each duration is cut at the end of the recording. ``hop_s`` defaults to ``segment_s``.
-    """
-    hop = check_segments(segment_s, hop_s)
-    duration_s = max(float(duration_s), 0.0)
-    n = max(1, math.ceil(max(duration_s, 1e-12) / hop - EPS_S))
-    offsets = np.arange(n, dtype=np.float64) * hop
-    return offsets, np.minimum(segment_s, duration_s - offsets).clip(min=0.0)
-
-
-def frames_in_segments(times_s: np.ndarray, offsets_s: np.ndarray, *, segment_s: float) -> list[np.ndarray]:
-    """Per segment, the indices of the frames whose start time lies in [offset, offset + segment_s).
-
-    The pipeline's rule (``engine.mappers.segment_frames``). A segment can come back empty (a
-    tail shorter than the frame hop): skip it, as :func:`segments_with_frames` does.
-    """
-    t = np.asarray(times_s, dtype=np.float64)
-    out = []
-    for off in np.asarray(offsets_s, dtype=np.float64):
-        lo = np.searchsorted(t, off - EPS_S, side="left")
-        hi = np.searchsorted(t, off + segment_s - EPS_S, side="left")
-        out.append(np.arange(lo, hi, dtype=np.int64))
-    return out
-
-
-def segments_with_frames(times_s: np.ndarray, duration_s: float, *, segment_s: float,
-                         hop_s: float | None = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """The segments of a recording that hold at least one frame start: (offsets_s, durations_s, frame indices).
-
-    When none does (a recording shorter than one embedder hop), its frames form one segment
-    ``(0, duration_s)``, as in the pipeline.
-    """
-    offsets, durations = segment_grid(duration_s, segment_s=segment_s, hop_s=hop_s)
-    members = frames_in_segments(times_s, offsets, segment_s=segment_s)
-    keep = [i for i, m in enumerate(members) if m.size]
-    if not keep:
-        return (np.zeros(1), np.array([max(float(duration_s), 0.0)]),
-                [np.arange(np.asarray(times_s).size, dtype=np.int64)])
-    return offsets[keep], durations[keep], [members[i] for i in keep]
-
-
-def cut_waveform(waveform: np.ndarray, sample_rate: int, *, segment_s: float,
-                 hop_s: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """The query's samples per segment of :func:`segment_grid` and the segments' query-time offsets (s).
-
-    Segments are views into ``waveform``; the last one may be shorter than ``segment_s``.
-    """
-    x = np.asarray(waveform)
-    if x.ndim != 1:
-        raise LocateError(f"cut_waveform takes a mono 1-D waveform, got shape {x.shape}")
-    if sample_rate <= 0:
-        raise LocateError(f"sample_rate must be positive, got {sample_rate}")
-    offsets, durations = segment_grid(x.size / sample_rate, segment_s=segment_s, hop_s=hop_s)
-    pieces = []
-    for off, dur in zip(offsets, durations):
-        start = int(round(off * sample_rate))
-        pieces.append(x[start:start + max(1, int(round(dur * sample_rate)))])
-    return pieces, offsets
 
 
 # --------------------------------------------------------------------------- voting

@@ -2,7 +2,8 @@
 
 :class:`EmbedMapper` embeds a file's frames with an embedder and turns them into :class:`Rows`:
 one vector per file, one per segment (``segment_s`` long, every ``segment_hop_s``; segments may
-overlap), or one per model window (``frames=True``, used by the ESC-50 cache).
+overlap; the grid of :mod:`audiosim.engine.segments`), or one per model window (``frames=True``,
+used by the ESC-50 cache).
 """
 
 from __future__ import annotations
@@ -11,42 +12,17 @@ import numpy as np
 
 from audiosim.engine.pipeline import Decoded
 from audiosim.engine.pooling import PoolingSpec
+from audiosim.engine.segments import segments_with_frames
 from audiosim.engine.store import Rows
-from audiosim.errors import AudiosimError
-
-
-def segment_spans(duration_s: float, *, segment_s: float, hop_s: float | None = None) -> list[tuple[float, float]]:
-    """``(start_s, duration_s)`` of every segment of a recording: length ``segment_s``, starting every ``hop_s``.
-
-    Segments start at 0, hop, 2 hop, ... while the start lies inside the recording; the last
-    ones are cut at the end. ``hop_s`` defaults to ``segment_s`` (no overlap).
-    """
-    hop = segment_s if hop_s is None else hop_s
-    if not (segment_s > 0 and 0 < hop <= segment_s):
-        raise AudiosimError(f"segments need 0 < hop ({hop}) <= segment length ({segment_s})")
-    n = max(1, int(np.ceil(max(duration_s, 1e-12) / hop - 1e-9)))
-    starts = np.arange(n) * hop
-    return [(float(s), float(min(segment_s, max(duration_s - s, 0.0)))) for s in starts]
 
 
 def segment_frames(frames: np.ndarray, times: np.ndarray, *, segment_s: float | None, duration_s: float,
                    pooling: PoolingSpec, segment_hop_s: float | None = None) -> list[tuple[float, float, np.ndarray]]:
-    """Pool frames into one vector per clip, or per segment: ``(offset_s, duration_s, vector)``.
-
-    A frame belongs to a segment when its start time lies in ``[start, start + segment_s)``;
-    segments that hold no frame start (shorter than the embedder's hop) are skipped.
-    """
+    """Pool frames into one vector per clip, or per segment of :mod:`audiosim.engine.segments`: ``(offset_s, duration_s, vector)``."""
     if not segment_s:
         return [(0.0, duration_s, pooling(frames))]
-    out = []
-    t = np.asarray(times, dtype=np.float64)
-    for start, dur in segment_spans(duration_s, segment_s=segment_s, hop_s=segment_hop_s):
-        sel = (t >= start - 1e-9) & (t < start + segment_s - 1e-9)
-        if sel.any():
-            out.append((start, dur, pooling(frames[sel])))
-    if not out:  # a recording shorter than one embedder hop: its single frame is one segment
-        out.append((0.0, duration_s, pooling(frames)))
-    return out
+    offsets, durations, members = segments_with_frames(times, duration_s, segment_s=segment_s, hop_s=segment_hop_s)
+    return [(float(o), float(d), pooling(frames[m])) for o, d, m in zip(offsets, durations, members)]
 
 
 class EmbedMapper:

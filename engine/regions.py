@@ -59,10 +59,35 @@ class Region:
     def duration_s(self) -> float:
         return self.end_s - self.start_s
 
+    # A region reads like its best hit where a hit is expected (rank tables, "more like this").
+    @property
+    def score(self) -> float:
+        return self.best_score
+
+    @property
+    def offset_s(self) -> float:
+        return self.start_s
+
+    @property
+    def id(self):
+        return getattr(self.best, "id", None)
+
+    @property
+    def label(self):
+        return getattr(self.best, "label", None)
+
+    @property
+    def tags(self) -> tuple:
+        return getattr(self.best, "tags", ())
+
+    @property
+    def shared_tags(self) -> tuple:
+        return getattr(self.best, "shared_tags", ())
+
     def to_dict(self) -> dict:
         return {"rank": self.rank, "path": self.path, "start_s": self.start_s, "end_s": self.end_s,
                 "best_score": self.best_score, "mean_score": self.mean_score, "n_hits": len(self.hits),
-                "hits": [_hit_dict(h) for h in self.hits]}
+                "id": self.id, "label": self.label, "hits": [_hit_dict(h) for h in self.hits]}
 
 
 def check_mode(mode: str) -> str:

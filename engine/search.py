@@ -35,14 +35,18 @@ from typing import Sequence
 import numpy as np
 
 from audiosim.engine.store import Collection, ItemTable
-from audiosim.errors import AudiosimError, CollectionMismatchError
+from audiosim.errors import AudiosimError, CollectionChangingError, CollectionMismatchError, ItemNotFoundError
 
 EXACT_FALLBACK_MAX = 200_000
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One result: rank (1-based), score (cosine similarity, or Euclidean distance), the item."""
+    """One result: rank (1-based), score (cosine similarity, Euclidean distance, or a tag's class score), the item.
+
+    In a collection that stores classifier tags, ``tags`` are the item's top classes and
+    ``shared_tags`` the classes it shares with the query ("why similar").
+    """
 
     rank: int
     score: float
@@ -51,9 +55,15 @@ class Hit:
     label: str | None
     offset_s: float
     duration_s: float
+    tags: tuple = ()
+    shared_tags: tuple = ()
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = {k: v for k, v in self.__dict__.items() if k not in ("tags", "shared_tags")}
+        if self.tags:
+            d["tags"] = [t.to_dict() for t in self.tags]
+            d["shared_tags"] = [t.to_dict() for t in self.shared_tags]
+        return d
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,7 @@ class Searcher:
             if _state_key(self.collection.manifest) == key and index.revision == key[0]:
                 self._state = _State(items=items, index=index, revision=key[0], key=key)
                 return self._state
-        raise AudiosimError(f"{self.collection.root} kept changing while it was loaded; try again")
+        raise CollectionChangingError(f"{self.collection.root} kept changing while it was loaded; try again")
 
     def refresh(self) -> bool:
         """Reload if another process committed a new revision; True when it did."""
@@ -221,7 +231,7 @@ class Searcher:
         state = self._current()
         pos = int(state.items.positions(np.array([int(id)]))[0])
         if pos < 0:
-            raise AudiosimError(f"{self.collection.root} holds no item with id {id}")
+            raise ItemNotFoundError(f"{self.collection.root} holds no item with id {id}")
         return self._item_at(state.items, pos)
 
     @staticmethod
@@ -237,56 +247,119 @@ class Searcher:
         return self._state
 
     # ------------------------------------------------------------------ search
-    def search(self, *, clip=None, waveform=None, sample_rate: int | None = None, vector=None, id=None, k: int = 10,
-               start_s: float | None = None, end_s: float | None = None, label=None, path_prefix: str | None = None,
-               min_duration_s: float | None = None, max_duration_s: float | None = None,
-               exclude_same_file: bool = False):
-        """Top-``k`` hits for one query (a list of :class:`Hit`) or a batch (a list of lists); see the module docstring."""
-        return self.search_timed(clip=clip, waveform=waveform, sample_rate=sample_rate, vector=vector, id=id, k=k,
-                                 start_s=start_s, end_s=end_s, label=label, path_prefix=path_prefix,
-                                 min_duration_s=min_duration_s, max_duration_s=max_duration_s,
-                                 exclude_same_file=exclude_same_file)[0]
+    def search(self, *, clip=None, waveform=None, sample_rate: int | None = None, vector=None, id=None, tag=None,
+               k: int = 10, start_s: float | None = None, end_s: float | None = None, label=None,
+               path_prefix: str | None = None, min_duration_s: float | None = None, max_duration_s: float | None = None,
+               exclude_same_file: bool = False, group: str | None = None):
+        """Top-``k`` results for one query (a list) or a batch (a list of lists); see the module docstring.
 
-    def search_timed(self, *, clip=None, waveform=None, sample_rate: int | None = None, vector=None, id=None, k: int = 10,
-                     start_s: float | None = None, end_s: float | None = None, label=None,
+        ``tag`` alone ranks the collection by that class's stored score; with a query it keeps only
+        items carrying the tag. ``group``: ``region`` (hits of one file that touch or overlap merge
+        into :class:`audiosim.engine.regions.Region` results; the default for segment collections),
+        ``file`` (one result per file) or ``none`` (every hit; the default otherwise).
+        """
+        return self.search_timed(clip=clip, waveform=waveform, sample_rate=sample_rate, vector=vector, id=id, tag=tag,
+                                 k=k, start_s=start_s, end_s=end_s, label=label, path_prefix=path_prefix,
+                                 min_duration_s=min_duration_s, max_duration_s=max_duration_s,
+                                 exclude_same_file=exclude_same_file, group=group)[0]
+
+    def search_timed(self, *, clip=None, waveform=None, sample_rate: int | None = None, vector=None, id=None, tag=None,
+                     k: int = 10, start_s: float | None = None, end_s: float | None = None, label=None,
                      path_prefix: str | None = None, min_duration_s: float | None = None,
-                     max_duration_s: float | None = None, exclude_same_file: bool = False):
-        """Like :meth:`search`, returning ``(hits, Timing)``."""
+                     max_duration_s: float | None = None, exclude_same_file: bool = False, group: str | None = None):
+        """Like :meth:`search`, returning ``(results, Timing)``."""
+        from audiosim.engine.regions import check_mode, group_hits
+
         t0 = time.perf_counter()
         given = [n for n, v in (("clip", clip), ("waveform", waveform), ("vector", vector), ("id", id)) if v is not None]
-        if len(given) != 1:
+        if len(given) > 1 or (not given and tag is None):
             raise AudiosimError("give exactly one query: clip=, waveform= (with sample_rate=), vector= or id= "
-                                f"(got {', '.join(given) or 'none'})")
+                                f"(or tag= alone to rank by a class; got {', '.join(given) or 'none'})")
         if int(k) < 1:
             raise AudiosimError(f"k must be at least 1, got {k}")
-        if (start_s is not None or end_s is not None) and (vector is not None or id is not None):
-            raise AudiosimError("start_s/end_s select a time range of a query clip or waveform, not of a vector or id")
+        if (start_s is not None or end_s is not None) and (vector is not None or id is not None or not given):
+            raise AudiosimError("start_s/end_s select a time range of a query clip or waveform, not of a vector, id or tag")
+        mode = check_mode(group) if group is not None else ("region" if self.collection.segment_s else "none")
         filters = Filters.make(label=label, path_prefix=path_prefix, min_duration_s=min_duration_s,
                                max_duration_s=max_duration_s, exclude_same_file=exclude_same_file)
         state = self._current()
+        tag_index = self._tag_index(tag) if tag is not None else None
+        if not given:  # rank the collection by a class of the classifier
+            t = time.perf_counter()
+            hits = self._rank_by_tag(state, tag_index, int(k) if mode == "none" else None, filters)
+            results = [group_hits(hits, mode=mode, metric="cosine")[: int(k)] if mode != "none" else hits]
+            return results[0], Timing(search_ms=(time.perf_counter() - t) * 1e3, total_ms=(time.perf_counter() - t0) * 1e3)
+        q = self._queries(state, clip=clip, waveform=waveform, sample_rate=sample_rate, vector=vector, id=id,
+                          start_s=start_s, end_s=end_s)
+        t = time.perf_counter()
+        want = int(k) if mode == "none" else max(8 * int(k), 50)  # regions need the neighbouring segments too
+        results = self._search_index(state, q.vectors, q.own_paths, want, filters, tag_index=tag_index,
+                                     query_tags=q.tags)
+        if mode != "none":
+            results = [group_hits(row, mode=mode, metric=self.collection.metric)[: int(k)] for row in results]
+        search_ms = (time.perf_counter() - t) * 1e3
+        timing = Timing(decode_ms=q.decode_ms, embed_ms=q.embed_ms, search_ms=search_ms,
+                        total_ms=(time.perf_counter() - t0) * 1e3)
+        return (results if q.batch else results[0]), timing
+
+    def locate(self, *, clip=None, waveform=None, sample_rate: int | None = None, start_s: float | None = None,
+               end_s: float | None = None, top_m: int = 20, max_files: int | None = 10, label=None,
+               path_prefix: str | None = None):
+        """Where an excerpt longer than one segment sits in the collection's recordings.
+
+        The query is cut into the collection's segments; each segment's ``top_m`` matches vote on
+        the excerpt's offset per file (:func:`audiosim.engine.locate.locate`). Returns
+        :class:`audiosim.engine.locate.Location` records, best first.
+        """
+        from audiosim.engine.locate import locate
+        from audiosim.engine.mappers import segment_frames
+
+        coll = self.collection
+        if not coll.segment_s:
+            raise AudiosimError(f"{coll.root} stores one vector per file; locating an excerpt needs a segment collection "
+                                "(index it with --segment SECONDS [--segment-hop SECONDS])")
+        if (clip is None) == (waveform is None) or isinstance(clip, (list, tuple)) or isinstance(waveform, (list, tuple)):
+            raise AudiosimError("locate takes one query: clip=PATH, or waveform= with sample_rate=")
+        state = self._current()
+        t = time.perf_counter()
+        wave = self._load_clip(str(clip)) if clip is not None else self._prepare_waveform(waveform, sample_rate)
+        wave = self._crop(wave, start_s, end_s)
+        sr = self.embedder.info.sample_rate
+        with self._embed_lock:
+            frames, times = self.embedder.embed_frames(wave)
+        segs = segment_frames(frames, times, segment_s=coll.segment_s, segment_hop_s=coll.segment_hop_s,
+                              duration_s=wave.size / sr, pooling=coll.pooling)
+        Q = state.index.transform(np.stack([v for _, _, v in segs]))
+        filters = Filters.make(label=label, path_prefix=path_prefix)
+        hits = self._search_index(state, Q, [None] * len(Q), int(top_m), filters)
+        return locate(np.array([o for o, _, _ in segs]), hits, hop_s=coll.segment_hop_s or coll.segment_s,
+                      metric=coll.metric, query_duration_s=wave.size / sr, max_files=max_files)
+
+    # ------------------------------------------------------------------ internals
+    def _queries(self, state: _State, *, clip, waveform, sample_rate, vector, id, start_s, end_s) -> "_Queries":
+        """The query vectors in index space, the files they come from, and their tags."""
         decode_ms = embed_ms = 0.0
-        if clip is not None:
-            batch = isinstance(clip, (list, tuple))
-            paths = [str(c) for c in (clip if batch else [clip])]
+        tags_wanted = _tag_arrays(state.items) is not None
+        if clip is not None or waveform is not None:
+            batch = isinstance(clip if clip is not None else waveform, (list, tuple))
             t = time.perf_counter()
-            waves = [self._load_clip(p) for p in paths]
+            if clip is not None:
+                paths = [str(c) for c in (clip if batch else [clip])]
+                waves = [self._load_clip(p) for p in paths]
+                own = [str(Path(p).expanduser().resolve()) for p in paths]
+            else:
+                if sample_rate is None:
+                    raise AudiosimError("waveform= needs sample_rate= (Hz)")
+                waves = [self._prepare_waveform(w, sample_rate) for w in (waveform if batch else [waveform])]
+                own = [None] * len(waves)
             decode_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
-            Q = state.index.transform(np.stack([self._embed(w, start_s, end_s) for w in waves]))
+            embedded = [self._embed(self._crop(w, start_s, end_s), with_tags=tags_wanted) for w in waves]
+            Q = state.index.transform(np.stack([v for v, _ in embedded]))
+            tags = [tg for _, tg in embedded]
             embed_ms = (time.perf_counter() - t) * 1e3
-            own = [str(Path(p).expanduser().resolve()) for p in paths]
-        elif waveform is not None:
-            batch = isinstance(waveform, (list, tuple))
-            if sample_rate is None:
-                raise AudiosimError("waveform= needs sample_rate= (Hz)")
-            t = time.perf_counter()
-            waves = [self._prepare_waveform(w, sample_rate) for w in (waveform if batch else [waveform])]
-            decode_ms = (time.perf_counter() - t) * 1e3
-            t = time.perf_counter()
-            Q = state.index.transform(np.stack([self._embed(w, start_s, end_s) for w in waves]))
-            embed_ms = (time.perf_counter() - t) * 1e3
-            own = [None] * len(waves)
-        elif vector is not None:
+            return _Queries(Q, own, tags, batch, decode_ms, embed_ms)
+        if vector is not None:
             v = np.asarray(vector, dtype=np.float32)
             batch = v.ndim == 2
             v = np.atleast_2d(v)
@@ -295,24 +368,16 @@ class Searcher:
                                     f"(stored space, before post-processing); got shape {tuple(np.shape(vector))}")
             if not np.isfinite(v).all():
                 raise AudiosimError("vector queries must be finite")
-            Q = state.index.transform(v)
-            own = [None] * len(v)
-        else:
-            batch = isinstance(id, (list, tuple, np.ndarray))
-            ids = np.asarray(list(id) if batch else [id], dtype=np.int64)
-            pos = state.items.positions(ids)
-            if (pos < 0).any():
-                raise AudiosimError(f"{self.collection.root} holds no item with id {int(ids[pos < 0][0])}")
-            Q = state.index.index.reconstruct(ids)
-            own = [state.items.paths[int(state.items.path_code[p])] for p in pos]
-        t = time.perf_counter()
-        results = self._search_index(state, Q, own, int(k), filters)
-        search_ms = (time.perf_counter() - t) * 1e3
-        timing = Timing(decode_ms=decode_ms, embed_ms=embed_ms, search_ms=search_ms,
-                        total_ms=(time.perf_counter() - t0) * 1e3)
-        return (results if batch else results[0]), timing
+            return _Queries(state.index.transform(v), [None] * len(v), [()] * len(v), batch, 0.0, 0.0)
+        batch = isinstance(id, (list, tuple, np.ndarray))
+        ids = np.asarray(list(id) if batch else [id], dtype=np.int64)
+        pos = state.items.positions(ids)
+        if (pos < 0).any():
+            raise ItemNotFoundError(f"{self.collection.root} holds no item with id {int(ids[pos < 0][0])}")
+        own = [state.items.paths[int(state.items.path_code[p])] for p in pos]
+        tags = [self._stored_tags(state.items, int(p)) for p in pos]
+        return _Queries(state.index.index.reconstruct(ids), own, tags, batch, 0.0, 0.0)
 
-    # ------------------------------------------------------------------ internals
     def _load_clip(self, path: str) -> np.ndarray:
         from audiosim.engine.audio import load_audio
 
@@ -321,25 +386,59 @@ class Searcher:
     def _prepare_waveform(self, waveform, sample_rate: int) -> np.ndarray:
         from audiosim.engine.audio import resample, to_mono_float
 
+        if sample_rate is None:
+            raise AudiosimError("waveform= needs sample_rate= (Hz)")
         x = to_mono_float(np.asarray(waveform), source="waveform")
         return resample(x, orig_sr=int(sample_rate), target_sr=self.embedder.info.sample_rate)
 
-    def _embed(self, wave: np.ndarray, start_s: float | None, end_s: float | None) -> np.ndarray:
+    def _crop(self, wave: np.ndarray, start_s: float | None, end_s: float | None) -> np.ndarray:
+        if start_s is None and end_s is None:
+            return wave
         sr = self.embedder.info.sample_rate
-        if start_s is not None or end_s is not None:
-            dur = wave.size / sr
-            a = 0.0 if start_s is None else float(start_s)
-            b = dur if end_s is None else min(float(end_s), dur)
-            if a < 0 or b <= a or a >= dur:
-                raise AudiosimError(f"the time range {a:g}-{b:g} s is empty or outside the query ({dur:.2f} s long)")
-            wave = wave[int(round(a * sr)):int(round(b * sr))]
-        with self._embed_lock:
-            frames, _ = self.embedder.embed_frames(wave)
-        return self.collection.pooling(frames)
+        dur = wave.size / sr
+        a = 0.0 if start_s is None else float(start_s)
+        b = dur if end_s is None else min(float(end_s), dur)
+        if a < 0 or b <= a or a >= dur:
+            raise AudiosimError(f"the time range {a:g}-{b:g} s is empty or outside the query ({dur:.2f} s long)")
+        return wave[int(round(a * sr)):int(round(b * sr))]
 
-    def _allowed(self, items: ItemTable, filters: Filters) -> np.ndarray | None:
+    def _embed(self, wave: np.ndarray, *, with_tags: bool = False) -> tuple[np.ndarray, tuple]:
+        """The query's pooled vector (stored space) and, in a tag collection, its top tags."""
+        if not with_tags:
+            with self._embed_lock:
+                frames, _ = self.embedder.embed_frames(wave)
+            return self.collection.pooling(frames), ()
+        from audiosim.engine.tags import pool_scores
+
+        with self._embed_lock:
+            frames, _, scores = self.embedder.embed_frames_with_scores(wave)
+        return self.collection.pooling(frames), tuple(self.collection.class_map.describe(pool_scores(scores)[0]))
+
+    def _tag_index(self, tag: str) -> int:
+        cmap = self.collection.class_map
+        if cmap is None or _tag_arrays(self._state.items) is None:
+            raise AudiosimError(f"{self.collection.root} stores no classifier tags (its embedder "
+                                f"{self.collection.embedder.name!r} has no classifier head, or it was indexed before tags "
+                                "existed); tag search needs a collection indexed with yamnet or panns")
+        return cmap.resolve(tag)
+
+    def _stored_tags(self, items: ItemTable, pos: int) -> tuple:
+        arrays = _tag_arrays(items)
+        if arrays is None:
+            return ()
+        return tuple(self.collection.class_map.tags(arrays[0][pos], arrays[1][pos]))
+
+    def _hit(self, items: ItemTable, rank: int, score: float, pos: int, query_tags: tuple) -> Hit:
+        from audiosim.engine.tags import shared_tags
+
+        it = self._item_at(items, pos)
+        tags = self._stored_tags(items, pos)
+        return Hit(rank=rank, score=float(score), id=it.id, path=it.path, label=it.label, offset_s=it.offset_s,
+                   duration_s=it.duration_s, tags=tags, shared_tags=tuple(shared_tags(query_tags, tags)) if tags else ())
+
+    def _allowed(self, items: ItemTable, filters: Filters, tag_index: int | None = None) -> np.ndarray | None:
         """Boolean mask of the rows the filters allow (None: all)."""
-        if not filters.restricts:
+        if not filters.restricts and tag_index is None:
             return None
         mask = np.ones(len(items), dtype=bool)
         if filters.label is not None:
@@ -354,17 +453,34 @@ class Searcher:
             mask &= items.duration_s >= filters.min_duration_s
         if filters.max_duration_s is not None:
             mask &= items.duration_s <= filters.max_duration_s
+        if tag_index is not None:
+            from audiosim.engine.tags import has_tag
+
+            mask &= has_tag(*_tag_arrays(items), tag_index)
         return mask
 
-    def _search_index(self, state: _State, Q: np.ndarray, own: Sequence[str | None], k: int,
-                      filters: Filters) -> list[list[Hit]]:
+    def _rank_by_tag(self, state: _State, tag_index: int, k: int | None, filters: Filters) -> list[Hit]:
+        from audiosim.engine.tags import rank_by_tag
+
+        items = state.items
+        rows, scores = rank_by_tag(*_tag_arrays(items), tag_index)
+        mask = self._allowed(items, filters)
+        if mask is not None:
+            keep = mask[rows]
+            rows, scores = rows[keep], scores[keep]
+        if k is not None:
+            rows, scores = rows[:k], scores[:k]
+        return [self._hit(items, rank, s, int(p), ()) for rank, (p, s) in enumerate(zip(rows, scores), 1)]
+
+    def _search_index(self, state: _State, Q: np.ndarray, own: Sequence[str | None], k: int, filters: Filters, *,
+                      tag_index: int | None = None, query_tags: Sequence[tuple] | None = None) -> list[list[Hit]]:
         items, vindex = state.items, state.index.index
         if len(items) == 0:
             return [[] for _ in range(len(Q))]
-        base = self._allowed(items, filters)
+        base = self._allowed(items, filters, tag_index)
         path_code = {p: i for i, p in enumerate(items.paths)} if filters.exclude_same_file else {}
         out = []
-        for q, own_path in zip(Q, own):
+        for n, (q, own_path) in enumerate(zip(Q, own)):
             mask = base
             if filters.exclude_same_file and own_path is not None and own_path in path_code:
                 mask = (np.ones(len(items), bool) if mask is None else mask.copy())
@@ -385,13 +501,9 @@ class Searcher:
                     scores, ids = self._exact(vindex, q, allowed, kk)
             keep = ids >= 0
             scores, ids = scores[keep], ids[keep]
-            pos = items.positions(ids)
-            row = []
-            for rank, (s, i, p) in enumerate(zip(scores, ids, pos), 1):
-                it = self._item_at(items, int(p))
-                row.append(Hit(rank=rank, score=float(s), id=int(i), path=it.path, label=it.label,
-                               offset_s=it.offset_s, duration_s=it.duration_s))
-            out.append(row)
+            qtags = query_tags[n] if query_tags is not None else ()
+            out.append([self._hit(items, rank, s, int(p), qtags)
+                        for rank, (s, p) in enumerate(zip(scores, items.positions(ids)), 1)])
         return out
 
     @staticmethod
@@ -406,3 +518,19 @@ class Searcher:
             s = np.sqrt(np.maximum(((X - qq) ** 2).sum(axis=1), 0.0))
             order = np.argsort(s, kind="stable")[:k]
         return s[order].astype(np.float32), allowed[order]
+
+
+def _tag_arrays(items: ItemTable):
+    """(class ids [n, N], scores [n, N]) of the stored tags, or None for a collection without tags."""
+    ids = getattr(items, "tag_ids", None)
+    return None if ids is None else (ids, items.tag_scores)
+
+
+@dataclass(frozen=True)
+class _Queries:
+    vectors: np.ndarray  # index space
+    own_paths: list
+    tags: list
+    batch: bool
+    decode_ms: float
+    embed_ms: float

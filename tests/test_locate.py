@@ -14,8 +14,14 @@ import pytest
 
 from audiosim.engine import synth
 from audiosim.engine.embedders import make_embedder
-from audiosim.engine.locate import (LocateError, cut_waveform, frames_in_segments, locate, segment_grid,
-                                    segments_with_frames, vote_offsets)
+from audiosim.engine.locate import LocateError, locate, vote_offsets
+from audiosim.engine.segments import (
+    SegmentError,
+    cut_waveform,
+    frames_in_segments,
+    segment_grid,
+    segments_with_frames,
+)
 from audiosim.indexes.vectors import l2_normalize
 
 SR = 16000
@@ -43,18 +49,27 @@ def test_segment_grid_golden():
     assert off.tolist() == [0.0] and dur.tolist() == [0.0]
     off, _ = segment_grid(0.3 * 10, segment_s=1.0, hop_s=0.1 * 3)  # 3.0000000000000004 s, 0.30000000000000004 hop
     assert off.size == 10 and off[-1] == pytest.approx(2.7)
-    with pytest.raises(LocateError, match=r"segment hop must be in \(0, segment_s=2.0\]"):
+    with pytest.raises(SegmentError, match=r"segment hop must be in \(0, segment_s=2.0\]"):
         segment_grid(10, segment_s=2.0, hop_s=3.0)
-    with pytest.raises(LocateError, match="segment_s must be a positive"):
+    with pytest.raises(SegmentError, match="segment_s must be a positive"):
         segment_grid(10, segment_s=0)
 
 
-def test_the_grid_is_the_ingest_pipelines():
-    mappers = pytest.importorskip("audiosim.engine.mappers")
-    for duration, seg, hop in [(10.0, 2.0, 1.0), (10.5, 2.0, 0.5), (1.0, 2.0, 0.5), (7.3, 3.0, None), (0.0, 1.0, 1.0)]:
-        off, dur = segment_grid(duration, segment_s=seg, hop_s=hop)
-        np.testing.assert_allclose(np.column_stack([off, dur]),
-                                   np.array(mappers.segment_spans(duration, segment_s=seg, hop_s=hop)), atol=1e-12)
+def test_the_ingest_pipeline_cuts_on_this_grid():
+    """EmbedMapper's segment rows are the grid's segments, each pooling the frames that start in it."""
+    from audiosim.engine.mappers import EmbedMapper
+    from audiosim.engine.pipeline import Decoded, FileItem
+    from audiosim.engine.pooling import PoolingSpec
+
+    emb = make_embedder("logmel")
+    wave = synth.noise(duration_s=7.3, color="pink", rng=np.random.default_rng(4))
+    rows = EmbedMapper(emb, PoolingSpec.parse("mu"), segment_s=2.0, segment_hop_s=1.0)(
+        Decoded(item=FileItem("x.wav"), sha256="0" * 64, audio=wave, sample_rate=SR))
+    frames, times = emb.embed_frames(wave)
+    off, dur, members = segments_with_frames(times, wave.size / SR, segment_s=2.0, hop_s=1.0)
+    np.testing.assert_allclose(rows.offset_s, off)
+    np.testing.assert_allclose(rows.duration_s, dur)
+    np.testing.assert_allclose(rows.embedding, np.stack([frames[m].mean(axis=0) for m in members]), rtol=1e-6)
 
 
 def test_frames_in_segments_by_frame_start():
@@ -74,7 +89,7 @@ def test_cut_waveform_pieces_and_offsets():
     pieces, offsets = cut_waveform(x, 10, segment_s=2.0, hop_s=1.5)
     assert offsets.tolist() == [0.0, 1.5, 3.0, 4.5]
     assert [(p[0], p.size) for p in pieces] == [(0, 20), (15, 20), (30, 20), (45, 10)]
-    with pytest.raises(LocateError, match="mono 1-D"):
+    with pytest.raises(SegmentError, match="mono 1-D"):
         cut_waveform(np.zeros((2, 10)), 10, segment_s=1.0)
 
 

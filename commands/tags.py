@@ -1,0 +1,33 @@
+"""``audiosim tags``: how many vectors of a collection carry each classifier tag."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from audiosim.commands.common import show
+
+
+@click.command("tags")
+@click.option("--collection", "collection_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--min-score", default=None, type=float, help="Count a tag only at this score or above [default: 0.2].")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1), help="Tags to print (text output).")
+@click.option("--json", "as_json", is_flag=True)
+def tags_cmd(collection_dir, min_score, limit, as_json):
+    """Count the classifier tags stored in a collection (collections indexed with yamnet or panns)."""
+    from audiosim.engine.store import open_collection
+    from audiosim.engine.tags import COUNT_MIN_SCORE
+
+    coll = open_collection(collection_dir)
+    threshold = COUNT_MIN_SCORE if min_score is None else min_score
+    counts = coll.tag_counts(min_score=threshold)
+    if as_json:
+        click.echo(json.dumps({"collection": str(coll.root), "min_score": threshold, "vectors": len(coll),
+                               "tags": dict(counts)}, indent=2))
+        return
+    click.echo(f"{len(counts)} tags on {len(coll)} vectors (score >= {threshold:g}):")
+    for name, n in counts[:limit]:
+        click.echo(f"{n:>8}  {show(name)}")
+    if len(counts) > limit:
+        click.echo(f"... and {len(counts) - limit} more (--limit N, or --json for all)")

@@ -1,0 +1,218 @@
+"""The collections a server answers for: one warm :class:`Searcher` each, plus metadata per revision.
+
+:class:`ServedCollection` opens a collection once, builds its searcher (embedder, index and
+item table loaded once) and runs one silent query so the first real request pays no model
+start-up. The searcher re-reads the collection by itself when another process (``audiosim
+index``) commits a new revision; the served metadata (label counts, sizes, the folders paths
+are shown relative to) is rebuilt lazily, at most once per revision, under a lock.
+
+Paths are shown relative to the folder they were indexed from (the collection's ``sources``,
+longest match first); a path under no recorded source is shown relative to the common folder
+of all the collection's files. Audio is only ever read from the path the collection recorded
+for an item id: clients never name a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audiosim.service.config import ServeConfig
+from audiosim.service.errors import NotFound, UnsupportedMedia, Unprocessable
+
+log = logging.getLogger("audiosim.serve")
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item as the API shows it."""
+
+    id: int
+    path: str  # absolute, as recorded; never sent to clients
+    rel_path: str
+    label: str | None
+    offset_s: float
+    duration_s: float
+    content_sha256: str | None
+    segment: bool
+
+    @property
+    def file_name(self) -> str:
+        return Path(self.path).name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the server shows of one revision of a collection."""
+
+    revision: int
+    size: int
+    ids: np.ndarray  # sorted
+    label_counts: tuple[tuple[str, int], ...]  # most frequent first
+    unlabelled: int
+    sources: tuple[str, ...]  # longest first
+    fallback_root: str
+
+    def has(self, item_id: int) -> bool:
+        pos = int(np.searchsorted(self.ids, item_id))
+        return pos < self.ids.size and int(self.ids[pos]) == item_id
+
+    def relative(self, path: str) -> str:
+        for src in self.sources:
+            if path.startswith(src + os.sep):
+                return path[len(src) + 1:].replace(os.sep, "/")
+        if self.fallback_root and path.startswith(self.fallback_root + os.sep):
+            return path[len(self.fallback_root) + 1:].replace(os.sep, "/")
+        return Path(path).name
+
+    def absolute_prefix(self, prefix: str) -> str:
+        """The stored-path prefix a relative ``path_prefix`` filter stands for.
+
+        With several indexed folders, the first (longest) one under which the prefix exists on disk.
+        """
+        roots = self.sources or ((self.fallback_root,) if self.fallback_root else ("/",))
+        candidates = [os.path.join(root, prefix.strip("/")) for root in roots]
+        return next((c for c in candidates if os.path.exists(c)), candidates[0])
+
+
+def _snapshot(table, revision: int, sources) -> Snapshot:
+    counts = np.bincount(table.label_code[table.label_code >= 0], minlength=len(table.labels))
+    label_counts = tuple(sorted(((name, int(c)) for name, c in zip(table.labels, counts) if c),
+                                key=lambda nc: (-nc[1], nc[0])))
+    srcs = tuple(sorted((str(s).rstrip(os.sep) for s in sources), key=len, reverse=True))
+    fallback = ""
+    if table.paths:
+        common = os.path.commonpath(list(table.paths))
+        fallback = common if len(table.paths) > 1 else os.path.dirname(common)
+    return Snapshot(revision=revision, size=len(table), ids=table.ids, label_counts=label_counts,
+                    unlabelled=int((table.label_code < 0).sum()), sources=srcs, fallback_root=fallback)
+
+
+class ServedCollection:
+    """One collection under its URL ``name``: a warm searcher and per-revision metadata."""
+
+    def __init__(self, name: str, root: str | Path, *, warm: bool = True) -> None:
+        import audiosim
+
+        self.name, self.root = name, Path(root)
+        self.searcher = audiosim.open_collection(self.root).searcher()
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        if warm:
+            self.warm_up()
+
+    @property
+    def collection(self):
+        return self.searcher.collection
+
+    def warm_up(self) -> None:
+        """Build the embedder and run one query of a second of silence, so the first real request pays no start-up."""
+        self.searcher.warm()
+        sr = int(self.collection.embedder.sample_rate)
+        if len(self.searcher):
+            self.searcher.search(waveform=np.zeros(sr, np.float32), sample_rate=sr, k=1)
+
+    def snapshot(self) -> Snapshot:
+        """Metadata of the revision the searcher serves (reloading it first if another process committed)."""
+        self.searcher.refresh()
+        while True:
+            table = self.searcher.items
+            revision = self.searcher.revision
+            if self.searcher.items is table:  # not reloaded in between: table and revision belong together
+                break
+        snap = self._snapshot
+        if snap is not None and snap.revision == revision:
+            return snap
+        with self._lock:
+            if self._snapshot is None or self._snapshot.revision != revision:
+                self._snapshot = _snapshot(table, revision, self.collection.sources)
+            return self._snapshot
+
+    @property
+    def segmented(self) -> bool:
+        return self.collection.segment_s is not None
+
+    def item(self, item_id: int) -> ItemView:
+        snap = self.snapshot()
+        if not snap.has(item_id):
+            raise NotFound(f"collection {self.name!r} has no item {item_id}")
+        it = self.searcher.item(item_id)
+        return ItemView(id=int(it.id), path=str(it.path), rel_path=snap.relative(str(it.path)), label=it.label,
+                        offset_s=float(it.offset_s), duration_s=float(it.duration_s),
+                        content_sha256=it.content_sha256 or None, segment=self.segmented)
+
+    def search(self, *, filters, **query) -> tuple[list, object, Snapshot]:
+        """``search_timed`` with the API's filters; returns ``(hits, timing, snapshot)``.
+
+        Ids of an id search must be in the snapshot (else :class:`NotFound`); a relative
+        ``path_prefix`` is mapped to the stored paths.
+        """
+        snapshot = self.snapshot()
+        if "id" in query:
+            ids = query["id"] if isinstance(query["id"], list) else [query["id"]]
+            unknown = [i for i in ids if not snapshot.has(int(i))]
+            if unknown:
+                raise NotFound(f"collection {self.name!r} has no item {unknown[0]}")
+        kwargs = dict(k=filters.k, label=filters.label, min_duration_s=filters.min_duration_s,
+                      max_duration_s=filters.max_duration_s)
+        if filters.exclude_same_file:
+            kwargs["exclude_same_file"] = True
+        if filters.path_prefix:
+            kwargs["path_prefix"] = snapshot.absolute_prefix(filters.path_prefix)
+        hits, timing = self.searcher.search_timed(**query, **kwargs)
+        return hits, timing, snapshot
+
+    def search_upload(self, fileobj, filename: str | None, *, filters, start_s=None, end_s=None):
+        """:meth:`search` with an uploaded clip, copied to a temporary file so every format ``index`` reads works."""
+        import shutil
+
+        from audiosim.engine.audio import is_audio_path
+        from audiosim.errors import AudioDecodeError, AudioError
+
+        suffix = Path(filename or "").suffix.lower()
+        suffix = suffix if suffix and is_audio_path(f"x{suffix}") else ".upload"
+        shown = Path(filename or "the upload").name
+        with tempfile.NamedTemporaryFile(prefix="audiosim-query-", suffix=suffix) as tmp:
+            fileobj.seek(0)
+            shutil.copyfileobj(fileobj, tmp, 1 << 20)
+            tmp.flush()
+            try:
+                return self.search(filters=filters, clip=tmp.name, start_s=start_s, end_s=end_s)
+            except AudioDecodeError:  # the library's message names the temporary file: say it about the upload
+                raise UnsupportedMedia(f"{shown} is not audio that audiosim can read; send wav, flac, ogg, mp3, "
+                                       "aiff or another format `audiosim index` reads") from None
+            except AudioError as e:
+                raise Unprocessable(f"{shown}: {str(e).replace(tmp.name, shown)}") from None
+
+
+class Catalog:
+    """Served collections by name."""
+
+    def __init__(self, collections: dict[str, ServedCollection]) -> None:
+        self._by_name = dict(collections)
+
+    @classmethod
+    def open(cls, config: ServeConfig) -> "Catalog":
+        served = {}
+        for name, root in config.collections:
+            log.info("loading collection %s from %s", name, root)
+            served[name] = ServedCollection(name, root, warm=config.warm)
+        return cls(served)
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def get(self, name: str) -> ServedCollection:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise NotFound(f"no collection named {name!r}; this server has: {', '.join(self._by_name) or 'none'}") from None
+
+    def __iter__(self):
+        return iter(self._by_name.values())

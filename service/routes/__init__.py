@@ -1,0 +1,1 @@
+"""The API's routers, one module per resource: collections, search, items, jobs, system (page, health, metrics)."""
