@@ -54,14 +54,21 @@ def _summary_lines(results: dict) -> list[str]:
 @click.option("--threads", default=1, show_default=True,
               help="BLAS threads for the metrics, probes and post-processing (0 = the libraries' default); numpy and "
                    "scipy each bundle OpenBLAS and more threads can oversubscribe small machines.")
+@click.option("--tags", "tag_search", is_flag=True,
+              help="Instead: tag search -- rank the clips by the AudioSet class mapped to each ESC-50 category "
+                   "(eval/esc50_audioset.csv) and report precision@10 (embedders with a classifier head).")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the summary.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench_cmd(embedder, poolings, postprocess, weights, options, esc50, cache, out, protocols, metrics, n_boot, seed, probes, plots,
-              threads, as_json, quiet):
-    """Benchmark an embedder on ESC-50: 1-NN accuracy, MAP@K, Acc@K, probes, under loo and xfold."""
+              threads, tag_search, as_json, quiet):
+    """Benchmark an embedder on ESC-50: 1-NN accuracy, MAP@K, Acc@K, probes, under loo and xfold (or tag search)."""
     from audiosim.commands.common import parse_options
     from audiosim.eval.bench import BenchConfig, run_benchmark
 
+    if tag_search:
+        _tag_bench(embedder=embedder, weights=weights, options=parse_options(options), esc50=esc50, cache=cache, out=out,
+                   as_json=as_json, quiet=quiet)
+        return
     config = BenchConfig(embedder=embedder, out=out, poolings=tuple(poolings), postprocess=tuple(postprocess) or (None,),
                          weights=weights, embedder_options=parse_options(options), esc50=esc50, cache=cache,
                          protocols=tuple(protocols), metrics=tuple(metrics),
@@ -82,6 +89,25 @@ def bench_cmd(embedder, poolings, postprocess, weights, options, esc50, cache, o
     click.echo(f"best variant (xfold, cosine, sub-class 1-NN accuracy): {results['best_variant']}")
     click.echo(f"wrote {out}/results.json, report.md, per_query.npz" + (", figures" if plots else "")
                + f" in {results['meta']['total_seconds']:.1f} s (embedding {results['meta']['embed_seconds']:.1f} s)")
+
+
+def _tag_bench(*, embedder, weights, options, esc50, cache, out, as_json, quiet) -> None:
+    import json
+
+    from audiosim.eval.tag_bench import run_tag_benchmark
+
+    report = run_tag_benchmark(embedder=embedder, weights=weights, embedder_options=options, esc50=esc50, cache=cache,
+                               out=out, progress=not (quiet or as_json))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    stored, full = report["stored_top_n"], report["full_scores"]
+    for category, p in sorted(stored["per_category"].items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"{category:<20} precision@{stored['k']} {p:.1f}")
+    click.echo(f"unmapped (no clear AudioSet class): {', '.join(stored['unmapped']) or 'none'}")
+    click.echo(f"tag search precision@{stored['k']} over {stored['n_mapped']} mapped ESC-50 classes: "
+               f"{stored['mean_precision_at_k']:.3f} from each clip's top {stored['top_n']} stored tags "
+               f"({full['mean_precision_at_k']:.3f} from all class scores); wrote {out}/results.json")
 
 
 @click.command("compare")

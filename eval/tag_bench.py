@@ -12,9 +12,9 @@ collection keeps: a clip's score for a class counts only when the class is among
 best classes (``audiosim query --tag`` ranks stored tags), clips without it rank last.
 
 The scoring functions are numpy only; :func:`esc50_class_scores` runs an embedder (passed in, so
-this module imports no framework) over the clips and caches the [2000, C] scores as ``.npy``.
-Run: ``python -m audiosim.eval.tag_bench --esc50 ROOT [--embedder yamnet] [--cache FILE.npy]``;
-it prints JSON.
+this module imports no framework) over the clips through the ingest pipeline and caches the
+[2000, C] scores in the ESC-50 benchmark cache.
+Run: ``audiosim bench --tags`` (or ``python -m audiosim.eval.tag_bench``); it prints JSON.
 """
 
 from __future__ import annotations
@@ -118,13 +118,14 @@ def precision_at_k(scores: np.ndarray, targets: np.ndarray, mapping: Sequence[Ca
 
 
 def esc50_class_scores(esc, embedder, *, how: str = "max", cache: str | Path | None = None,
-                       progress: bool = False) -> np.ndarray:
+                       progress: bool = False, workers: int = 2) -> np.ndarray:
     """Clip class scores [clips, C] of an ESC-50 dataset, frame scores pooled with ``how`` (max or mean).
 
-    ``cache`` (a ``.npz`` file) keeps both poolings with the class map's sha256 and the clip
-    file names; it is reused when they match, else recomputed and overwritten.
+    The clips run through the ingest pipeline (:mod:`audiosim.engine.pipeline`). ``cache`` (a
+    ``.npz`` file) keeps both poolings with the class map's sha256 and the clip file names; it is
+    reused when they match, else recomputed and overwritten.
     """
-    from audiosim.engine.audio import load_audio
+    from audiosim.engine.pipeline import FileItem, ListSink, run_pipeline
     from audiosim.engine.tags import SCORE_POOLINGS, ClassMap, pool_scores
     from audiosim.files import write_npz_atomic
 
@@ -138,20 +139,57 @@ def esc50_class_scores(esc, embedder, *, how: str = "max", cache: str | Path | N
         with np.load(cache) as z:
             if how in z and "key" in z and z["key"].tolist() == key.tolist():
                 return z[how]
-    pooled = {h: np.empty((len(esc), len(class_map)), dtype=np.float32) for h in SCORE_POOLINGS}
-    clips = esc.clips
-    if progress:
-        from tqdm.auto import tqdm
 
-        clips = tqdm(clips, desc="ESC-50 class scores")
-    for i, clip in enumerate(clips):
-        wave = load_audio(clip.path, sample_rate=embedder.info.sample_rate)
-        _, _, frame_scores = embedder.embed_frames_with_scores(wave)
-        for h in SCORE_POOLINGS:
-            pooled[h][i] = pool_scores(frame_scores, how=h)[0]
+    def clip_scores(d) -> dict:
+        _, _, frame_scores = embedder.embed_frames_with_scores(d.audio)
+        return {h: pool_scores(frame_scores, how=h)[0] for h in SCORE_POOLINGS}
+
+    sink = ListSink()
+    stats = run_pipeline([FileItem(path=c.path) for c in esc.clips], sample_rate=embedder.info.sample_rate,
+                         mapper=clip_scores, sink=sink, workers=workers, progress=progress, desc="ESC-50 class scores")
+    if stats.failures:
+        first = stats.failures[0]
+        raise DatasetError(f"{len(stats.failures)} ESC-50 clips could not be scored (e.g. {first['path']}: "
+                           f"{first['message']}); fix the files and run again")
+    pooled = {h: np.stack([r[h] for r in sink.results]).astype(np.float32) for h in SCORE_POOLINGS}
     if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
         write_npz_atomic(Path(cache), key=key, **pooled)
     return pooled[how]
+
+
+def run_tag_benchmark(*, embedder: str = "yamnet", weights: str | None = None, embedder_options: dict | None = None,
+                      esc50: str | None = None, cache: str | None = None, out: str | Path | None = None, k: int = K,
+                      top_n: int | None = None, pooling: str = "max", mapping: str | None = None,
+                      progress: bool = True) -> dict:
+    """Tag-search precision@k on ESC-50 (see the module docstring); writes ``out/results.json`` when ``out`` is given.
+
+    ``top_n`` (default: :data:`audiosim.engine.tags.TOP_N`) scores the ranking a collection can
+    do from its stored tags; the full-score ranking is reported beside it. Clip scores are cached
+    in the ESC-50 benchmark cache (``cache``, as for ``audiosim bench``).
+    """
+    from audiosim.engine.embedders import make_embedder
+    from audiosim.engine.tags import TOP_N
+    from audiosim.eval.esc50 import load_esc50
+    from audiosim.eval.esc50_cache import bench_cache_root, dataset_key, embedder_key
+
+    esc = load_esc50(esc50)
+    model = make_embedder(embedder, weights=weights, options=embedder_options)
+    cache_file = bench_cache_root(cache) / dataset_key(esc) / embedder_key(model.info) / "class_scores.npz"
+    scores = esc50_class_scores(esc, model, how=pooling, cache=cache_file, progress=progress)
+    names = model.class_names()
+    table = load_mapping(mapping)
+    n = TOP_N if top_n is None else int(top_n)
+    report = {"benchmark": "esc50-tag-search", "embedder": model.info.to_dict(), "n_clips": len(esc), "pooling": pooling,
+              "k": k, "cache": str(cache_file),
+              "stored_top_n": precision_at_k(scores, esc.targets, table, names, k=k, top_n=n).to_dict(),
+              "full_scores": precision_at_k(scores, esc.targets, table, names, k=k).to_dict()}
+    if out is not None:
+        from audiosim.eval.report import write_results
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_results(out, report)
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,27 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--esc50", default=None, help="ESC-50 root (default: $ESC50_ROOT)")
     ap.add_argument("--embedder", default="yamnet", help="an embedder with a classifier head (yamnet, panns)")
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--cache", default=None, help="a .npz file caching the clip class scores")
+    ap.add_argument("--cache", default=None, help="the benchmark cache folder (as `audiosim bench --cache`)")
     ap.add_argument("--pooling", default="max", help="clip score from frame scores: max (default) or mean")
     ap.add_argument("--k", type=int, default=K)
-    ap.add_argument("--top-n", type=int, default=None, help="also score with only each clip's top-N tags kept")
+    ap.add_argument("--top-n", type=int, default=None, help="stored tags per clip for the collection-side ranking [10]")
     ap.add_argument("--mapping", default=None, help=f"mapping CSV (default {MAPPING_FILE.name})")
     args = ap.parse_args(argv)
 
-    from audiosim.engine.embedders import make_embedder
-    from audiosim.eval.esc50 import load_esc50
-
-    esc = load_esc50(args.esc50)
-    embedder = make_embedder(args.embedder, weights=args.weights)
-    scores = esc50_class_scores(esc, embedder, how=args.pooling, cache=args.cache, progress=True)
-    names = embedder.class_names()
-    mapping = load_mapping(args.mapping)
-    report = {"embedder": args.embedder, "weights_sha256": embedder.info.weights_sha256, "n_clips": len(esc),
-              "pooling": args.pooling,
-              "full_scores": precision_at_k(scores, esc.targets, mapping, names, k=args.k).to_dict()}
-    if args.top_n:
-        report["stored_top_n"] = precision_at_k(scores, esc.targets, mapping, names, k=args.k,
-                                                top_n=args.top_n).to_dict()
+    report = run_tag_benchmark(embedder=args.embedder, weights=args.weights, esc50=args.esc50, cache=args.cache,
+                               k=args.k, top_n=args.top_n, pooling=args.pooling, mapping=args.mapping)
     print(json.dumps(report, indent=2))
     return 0
 
