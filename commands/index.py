@@ -25,7 +25,21 @@ from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
 @click.option("--postprocess", default=None, metavar="SPEC",
               help="Label-free post-processing fitted on the collection's vectors, e.g. power+center+whiten:256 ('none' removes it).")
 @click.option("--prune", is_flag=True, help="Drop vectors of files under FOLDER that no longer exist.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Decoding threads.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Decoding threads (when this process embeds) and hashing threads.")
+@click.option("--processes", default="auto", show_default=True, metavar="auto|N",
+              help="Worker processes that decode and embed, each loading the model once; 0 embeds in this process. "
+                   "auto: one per core for CPU embedders when at least 128 files are new or changed.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Embed on this machine, or on a Ray cluster (pip install 'audiosim[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster for --engine ray (auto, HOST:PORT, ray://HOST:10001) [default: a local Ray].")
+@click.option("--num-actors", default=None, type=click.IntRange(min=1),
+              help="Embedding actors for --engine ray, each loading the model once [default: one per cluster CPU].")
+@click.option("--gpus-per-actor", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="GPUs each Ray actor holds (e.g. 1, or 0.5 to share one); use with --device cuda.")
+@click.option("--no-compact", "no_compact", is_flag=True,
+              help="Do not merge small parts at the end of the run (see `audiosim compact`).")
 @click.option("--segment", "segment_s", type=float, default=None,
               help="One vector per SEGMENT seconds instead of per file [default: the collection's].")
 @click.option("--label-from", type=click.Choice(["parent", "none"]), default="parent", show_default=True,
@@ -41,7 +55,8 @@ from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, index_kind, postprocess, prune,
-              workers, segment_s, label_from, labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet):
+              workers, processes, engine, ray_address, num_actors, gpus_per_actor, no_compact, segment_s, label_from,
+              labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet):
     """Embed every audio file under FOLDER into a collection and (re)build its index."""
     from audiosim.commands.common import parse_options
     from audiosim.engine.ingest import index_folder
@@ -49,13 +64,29 @@ def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device
     report = index_folder(folder, collection_dir, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
                           labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
                           device=device, embedder_options=parse_options(options), index_kind=index_kind,
-                          postprocess=postprocess, workers=workers, flush_every=flush_every, nan_policy=nan_policy,
+                          postprocess=postprocess, workers=workers, processes=_processes(processes), engine=engine,
+                          ray_address=ray_address, num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                          compact=not no_compact, flush_every=flush_every, nan_policy=nan_policy,
                           progress=not (quiet or as_json), wait=wait)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
     for line in summary_lines(report):
         click.echo(line)
+
+
+def _processes(text: str) -> int | str:
+    from audiosim.errors import AudiosimError
+
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise AudiosimError(f"--processes takes 'auto' or a number of worker processes (0: embed in this process), got {text!r}")
+    return n
 
 
 def summary_lines(report) -> list[str]:
@@ -72,6 +103,9 @@ def summary_lines(report) -> list[str]:
                      f"= {report.clips_per_s:.1f} clips/s; collection now holds {report.vectors} vectors")
     else:
         lines.append(f"nothing to embed; collection now holds {report.vectors} vectors ({report.seconds:.1f} s)")
+    if report.compaction:
+        c = report.compaction
+        lines.append(f"compacted {c['merged_parts']} small parts into {c['new_parts']}; {c['parts_after']} part files now")
     if report.failures:
         lines.append(f"failures (also in {show(report.collection)}/errors.jsonl):")
         lines += [f"  {show(f['path'])}: {f['error']}: {show(f['message'])}" for f in report.failures]

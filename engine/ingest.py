@@ -16,8 +16,25 @@ for the whole run (ingest, prune, relabel, post-processing, index rebuild):
    exist are dropped (the folder and its sub-folders, by path component). A changed file that
    now fails to decode loses its old vectors: they no longer describe the file.
 4. **Embed** through the one pipeline (:mod:`audiosim.engine.pipeline`), committing a part
-   every ``flush_every`` files, so an interrupted run resumes where it stopped.
-5. **Index.** Post-processing is refitted and the index rebuilt for the final revision
+   every ``flush_every`` files, so an interrupted run resumes where it stopped. Where it runs
+   is the ``engine``:
+
+   * ``"local"`` -- this machine. With ``processes="auto"`` (the default) the files are hashed,
+     decoded and embedded by one worker process per usable core, each loading the model once
+     (:class:`audiosim.engine.pipeline.ProcessStage`), when the embedder runs on the CPU and at
+     least :data:`AUTO_PROCESS_MIN_FILES` files are to be embedded; otherwise (or with
+     ``processes=0``) reader threads decode ahead and this process embeds. Both give the same
+     vectors in the same id order.
+   * ``"ray"`` -- an actor pool on a Ray cluster (:mod:`audiosim.engine.ray_ingest`): one shard
+     of ``flush_every`` files per committed part, committed by this process as shards finish.
+
+   Every engine embeds only what the diff of step 3 left to do, so every engine resumes and
+   updates incrementally in the same way.
+5. **Compact.** When the run leaves more than
+   :data:`audiosim.engine.compaction.AUTO_COMPACT_PARTS` parts, small parts are merged
+   (:func:`audiosim.engine.compaction.maybe_compact`; ids, vectors and metadata unchanged, the
+   revision kept). It runs before the index step, whose commit removes the merged parts' files.
+6. **Index.** Post-processing is refitted and the index rebuilt for the final revision
    (:func:`audiosim.engine.indexing.ensure_index`); per-file failures go to ``errors.jsonl``.
 """
 
@@ -30,13 +47,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from audiosim.engine.embedders.base import EmbedderInfo
 from audiosim.engine.mappers import EmbedMapper
-from audiosim.engine.pipeline import CollectionSink, FileItem, failure, run_pipeline
+from audiosim.engine.pipeline import CollectionSink, FileItem, ProcessStage, failure, run_pipeline, usable_cores
+from audiosim.engine.pooling import PoolingSpec
 from audiosim.engine.store import Collection
 from audiosim.errors import AudiosimError, CollectionMismatchError
 
 LABEL_SOURCES = ("parent", "none")
 DEFAULTS = {"embedder": "yamnet", "pooling": "mu", "metric": "cosine"}
+ENGINES = ("local", "ray")
+AUTO_PROCESS_MIN_FILES = 128  # below this, starting worker processes (~1-2 s each) costs more than it saves
+
+
+@dataclass(frozen=True)
+class MapperRecipe:
+    """How to build a run's :class:`EmbedMapper` in another process or on another machine (picklable).
+
+    Calling it loads the embedder (``make_embedder(embedder, weights=, device=, options=)``) and
+    checks that it is the model the collection records (``expect``: name, version, weights
+    sha256, sample rate, dim, window, hop), so a worker that resolved other weights refuses to
+    embed instead of storing vectors of another model.
+    """
+
+    embedder: str
+    pooling: PoolingSpec
+    options: dict = field(default_factory=dict)
+    weights: str | None = None
+    device: str | None = None
+    segment_s: float | None = None
+    segment_hop_s: float | None = None
+    frames: bool = False
+    expect: EmbedderInfo | None = None
+
+    def __call__(self) -> EmbedMapper:
+        from audiosim.engine.embedders import make_embedder
+
+        model = make_embedder(self.embedder, weights=self.weights, device=self.device, options=self.options)
+        if self.expect is not None and model.info != self.expect:
+            raise CollectionMismatchError(
+                f"this worker loaded {model.info} but the collection's vectors come from {self.expect}; give every "
+                "worker the same weights (--weights PATH on a shared file system, or the same $AUDIOSIM_MODELS)")
+        return EmbedMapper(model, self.pooling, segment_s=self.segment_s, segment_hop_s=self.segment_hop_s,
+                           frames=self.frames)
+
+
+def auto_processes(processes: int | str, *, files: int, device: str | None = None) -> int:
+    """Worker processes for a local run: ``"auto"`` -> one per usable core when that pays, else 0 (threads)."""
+    if processes == "auto":
+        cores = usable_cores()
+        cpu = device is None or str(device).startswith("cpu")
+        return min(cores, files) if (cpu and cores >= 2 and files >= AUTO_PROCESS_MIN_FILES) else 0
+    try:
+        n = int(processes)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise AudiosimError(f"processes must be 'auto' or a number of worker processes (0: embed in this process), "
+                            f"got {processes!r}")
+    return min(n, files)
 
 
 @dataclass
@@ -58,18 +127,23 @@ class IngestReport:
     collection: str = ""
     vectors: int = 0
     labels: dict | None = None  # what a labels CSV matched
+    engine: str = ""  # where the files were embedded, e.g. "local (2 processes)", "ray (2 actors)"
+    parts: int = 0  # parts the manifest names after the run
+    compaction: dict | None = None  # what automatic compaction did, when it ran
 
     @property
     def clips_per_s(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("failures", "skipped", "labels")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("failures", "skipped", "labels", "compaction")}
         d.update(failed=len(self.failures), clips_per_s=round(self.clips_per_s, 2), failures=self.failures)
         if self.skipped:
             d["skipped"] = self.skipped
         if self.labels is not None:
             d["labels"] = self.labels
+        if self.compaction is not None:
+            d["compaction"] = self.compaction
         return d
 
 
@@ -187,6 +261,12 @@ def index_folder(
     index_params: dict | None = None,
     postprocess: str | None = None,
     workers: int = 2,
+    processes: int | str = "auto",
+    engine: str = "local",
+    ray_address: str | None = None,
+    num_actors: int | None = None,
+    gpus_per_actor: float = 0.0,
+    compact: bool = True,
     flush_every: int = 64,
     nan_policy: str = "error",
     progress: bool = False,
@@ -197,8 +277,15 @@ def index_folder(
 
     ``labels``: a CSV (``path``/``filename``/``file`` column and ``label_column``) matched by
     file name without extension. ``postprocess``: a label-free spec (``"none"`` removes it).
-    ``wait``: seconds to wait for another writer (default 10).
+    ``workers``: decoding threads (and hashing threads of the diff); ``processes``: worker
+    processes that decode and embed (``"auto"``, or 0 to embed in this process).
+    ``engine="ray"``: embed on a Ray cluster at ``ray_address`` (default: the running one, else
+    a local one) with ``num_actors`` actors (default: one per CPU of the cluster) holding
+    ``gpus_per_actor`` GPUs each. ``compact``: merge small parts after embedding when there are
+    more than :data:`audiosim.engine.compaction.AUTO_COMPACT_PARTS`. ``wait``: seconds to wait
+    for another writer (default 10).
     """
+    from audiosim.engine.compaction import maybe_compact
     from audiosim.engine.embedders import make_embedder
     from audiosim.engine.indexing import ensure_index
     from audiosim.indexes.postprocess import canonical_spec
@@ -208,6 +295,15 @@ def index_folder(
         raise AudiosimError(f"--flush-every must be at least 1 (files per committed part), got {flush_every}")
     if int(workers) < 1:
         raise AudiosimError(f"--workers must be at least 1, got {workers}")
+    if engine not in ENGINES:
+        raise AudiosimError(f"engine must be one of {ENGINES}, got {engine!r}")
+    auto_processes(processes, files=0)  # a malformed value fails before any work
+    if engine == "ray":
+        from audiosim.engine.ray_ingest import RayOptions, import_ray
+
+        import_ray()  # a missing extra fails before any work
+        ray_options = RayOptions(address=ray_address, num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                                 shard_files=int(flush_every))
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise AudiosimError(f"{folder} is not a folder; give the folder of recordings to index")
@@ -257,13 +353,27 @@ def index_folder(
                 w.delete(i for p in gone for i in stored[p].ids)
                 report.pruned_files = len(gone)
         mapper = EmbedMapper(model, spec, segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s)
+        recipe = MapperRecipe(embedder=name, pooling=spec, options=options,
+                              weights=str(weights) if weights is not None else None, device=device,
+                              segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s, expect=model.info)
+        if engine == "ray":
+            from audiosim.engine.ray_ingest import RayStage
+
+            stage = RayStage(recipe, options=ray_options)
+        else:
+            stage = None
         ingest_items(w, items, mapper, report=report, sample_rate=model.info.sample_rate, workers=workers,
                      flush_every=flush_every, nan_policy=nan_policy, progress=progress,
-                     desc=f"embedding ({model.info.name})", on_file=on_file)
+                     desc=f"embedding ({model.info.name})", on_file=on_file, stage=stage,
+                     mapper_factory=recipe, processes=processes, device=device)
+        if compact:  # before the index commit, which then removes the merged parts' files
+            done = maybe_compact(w)
+            report.compaction = done.to_dict() if done is not None else None
         if len(w.collection) >= 2 or not w.manifest.postprocess:
             ensure_index(w)
         w.write_errors(report.failures)
         report.vectors = len(w.collection)
+        report.parts = len(w.manifest.parts)
     report.collection = str(coll.root)
     report.seconds = time.perf_counter() - t0
     return report
@@ -271,7 +381,9 @@ def index_folder(
 
 def ingest_items(writer, items: Sequence[FileItem], mapper, *, report: IngestReport, sample_rate: int, workers: int = 2,
                  flush_every: int = 64, nan_policy: str = "error", progress: bool = False, desc: str = "embedding",
-                 on_file: Callable[[FileItem], None] | None = None) -> IngestReport:
+                 on_file: Callable[[FileItem], None] | None = None, stage=None,
+                 mapper_factory: Callable[[], Callable] | None = None, processes: int | str = 0,
+                 device: str | None = None) -> IngestReport:
     """Bring the writer's collection up to date with ``items`` (diff by content hash, relabel, embed, commit).
 
     Counts go into ``report`` (new, changed, unchanged, relabelled, embedded, failures, ...).
@@ -279,6 +391,43 @@ def ingest_items(writer, items: Sequence[FileItem], mapper, *, report: IngestRep
     applied without re-embedding); new and changed ones run through the pipeline, changed ones
     replacing their old vectors in the same commit. A changed file that fails loses its old
     vectors.
+
+    Where the files are embedded: ``stage`` when given (e.g. a Ray stage); else, when
+    ``mapper_factory`` is given and ``processes`` (``"auto"`` or a number, see
+    :func:`auto_processes`) comes to at least 1, worker processes; else ``mapper`` in this
+    process with ``workers`` decoding threads.
+    """
+    todo, replacing = plan_ingest(writer, items, report=report, workers=workers)
+    if stage is None and mapper_factory is not None:
+        n = auto_processes(processes, files=len(todo), device=device)
+        if n >= 1:
+            stage = ProcessStage(mapper_factory, processes=n)
+    if mapper is None and stage is None:
+        raise AudiosimError("ingest_items needs a mapper, a mapper_factory or a stage")
+    sink = CollectionSink(writer, flush_every=flush_every, replacing=replacing)
+    try:
+        stats = run_pipeline(todo, sample_rate=sample_rate, mapper=mapper, stage=stage, sink=sink, workers=workers,
+                             nan_policy=nan_policy, progress=progress, desc=desc, on_file=on_file)
+        sink.flush()
+    finally:
+        report.vectors_added += sink.vectors_added
+        report.engine = getattr(stage, "description", None) or (
+            f"local ({stage.processes} processes)" if isinstance(stage, ProcessStage) else "local (threads)")
+    report.embedded += stats.processed
+    report.audio_seconds += stats.audio_seconds
+    report.failures += stats.failures
+    stale = [i for f in stats.failures if f["path"] in replacing for i in replacing[f["path"]]]
+    if stale:  # the file changed and no longer decodes: its old vectors describe other bytes
+        writer.delete(stale)
+    return report
+
+
+def plan_ingest(writer, items: Sequence[FileItem], *, report: IngestReport,
+                workers: int = 2) -> tuple[list[FileItem], dict[str, tuple[int, ...]]]:
+    """The diff by content hash: ``(files to embed, {changed path: its old ids})``; relabels unchanged files.
+
+    Counts new, changed and unchanged files into ``report`` and applies new labels of unchanged
+    files in one commit (no re-embedding). A stored file that cannot be read is a failure.
     """
     stored = writer.collection.files()
     known = [it for it in items if it.path in stored]
@@ -304,20 +453,7 @@ def ingest_items(writer, items: Sequence[FileItem], mapper, *, report: IngestRep
         todo.append(it)
     if relabel:
         report.relabelled += writer.set_labels(relabel)
-    sink = CollectionSink(writer, flush_every=flush_every, replacing=replacing)
-    try:
-        stats = run_pipeline(todo, sample_rate=sample_rate, mapper=mapper, sink=sink, workers=workers,
-                             nan_policy=nan_policy, progress=progress, desc=desc, on_file=on_file)
-        sink.flush()
-    finally:
-        report.vectors_added += sink.vectors_added
-    report.embedded += stats.processed
-    report.audio_seconds += stats.audio_seconds
-    report.failures += stats.failures
-    stale = [i for f in stats.failures if f["path"] in replacing for i in replacing[f["path"]]]
-    if stale:  # the file changed and no longer decodes: its old vectors describe other bytes
-        writer.delete(stale)
-    return report
+    return todo, replacing
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from audiosim.errors import PoolingError
 
@@ -82,6 +81,8 @@ def savgol_delta(x: np.ndarray, *, window: int, order: int, axis: int) -> np.nda
         if n == 2:
             return np.gradient(x, axis=axis).astype(np.float32)
         return np.zeros_like(x, dtype=np.float32)
+    from scipy.signal import savgol_filter
+
     w = min(window, n if n % 2 else n - 1)
     o = min(order, w - 1)
     return savgol_filter(x, window_length=w, polyorder=o, deriv=1, axis=axis, mode="interp").astype(np.float32)
