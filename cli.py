@@ -35,10 +35,11 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules import only click until a command runs.
-    from audiosim.commands import anomaly, bench, compact, datasets, delete, index, info, locate, query, serve, tags, vae
+    from audiosim.commands import (anomaly, bench, check, compact, datasets, delete, index, info, locate, query, serve,
+                                   tags, vae)
 
     for cmd in (index.index_cmd, query.query_cmd, locate.locate_cmd, tags.tags_cmd, info.info_cmd, info.embedders_cmd,
-                delete.delete_cmd, compact.compact_cmd, serve.serve_cmd, bench.bench_cmd, bench.compare_cmd, datasets.datasets,
+                delete.delete_cmd, check.check_cmd, check.repair_cmd, compact.compact_cmd, serve.serve_cmd, bench.bench_cmd, bench.compare_cmd, datasets.datasets,
                 anomaly.anomaly, vae.vae):
         main.add_command(cmd)
 

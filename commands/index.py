@@ -40,6 +40,10 @@ from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
               help="GPUs each Ray actor holds (e.g. 1, or 0.5 to share one); use with --device cuda.")
 @click.option("--no-compact", "no_compact", is_flag=True,
               help="Do not merge small parts at the end of the run (see `audiosim compact`).")
+@click.option("--segment-hop", "segment_hop_s", type=float, default=None,
+              help="Start a segment every SECONDS (at most --segment; overlapping segments) [default: --segment].")
+@click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0), default=6 * 3600.0, show_default=True,
+              help="Refuse a file whose header claims a longer recording, before decoding it (seconds; 0 = no limit).")
 @click.option("--segment", "segment_s", type=float, default=None,
               help="One vector per SEGMENT seconds instead of per file [default: the collection's].")
 @click.option("--label-from", type=click.Choice(["parent", "none"]), default="parent", show_default=True,
@@ -56,12 +60,13 @@ from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, index_kind, postprocess, prune,
               workers, processes, engine, ray_address, num_actors, gpus_per_actor, no_compact, segment_s, label_from,
-              labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet):
+              labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet, segment_hop_s, max_duration_s):
     """Embed every audio file under FOLDER into a collection and (re)build its index."""
     from audiosim.commands.common import parse_options
     from audiosim.engine.ingest import index_folder
 
     report = index_folder(folder, collection_dir, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
+                          segment_hop_s=segment_hop_s, max_duration_s=max_duration_s or None,
                           labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
                           device=device, embedder_options=parse_options(options), index_kind=index_kind,
                           postprocess=postprocess, workers=workers, processes=_processes(processes), engine=engine,
@@ -93,9 +98,7 @@ def summary_lines(report) -> list[str]:
     """The human-readable run summary."""
     lines = []
     if report.labels is not None:
-        lab = report.labels
-        lines.append(f"labels from {show(lab['csv'])} (column {lab['column']!r}): " + ", ".join(
-            f"{k.replace('_', ' ')} {v}" for k, v in lab.items() if k not in ("csv", "column")))
+        lines.append(show(report.labels.summary()))
     lines.append(f"scanned {report.scanned} files: {report.new} new, {report.changed} changed, {report.unchanged} unchanged, "
                  f"{report.pruned_files} pruned, {report.relabelled} relabelled, {len(report.failures)} failed")
     if report.embedded:

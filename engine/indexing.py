@@ -25,6 +25,7 @@ from audiosim.engine.manifest import IndexRecord, Manifest
 from audiosim.errors import VectorIndexError
 
 INDEX_DIR = "index"
+POSTPROCESS_FILES = ("postprocess.json", "postprocess.npz")
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,32 @@ def ensure_index(writer, *, force: bool = False) -> IndexRecord:
     rel = f"{INDEX_DIR}/r{m.revision:08d}-{uuid.uuid4().hex[:8]}"
     d = writer.root / rel
     d.mkdir(parents=True, exist_ok=True)
+    files = {}
     if pp is not None:
+        from audiosim.files import sha256_file
+
         pp.save(d)
-    index.save(d, extra={"collection_revision": m.revision, "postprocess": m.postprocess})
+        files = {name: {"sha256": sha256_file(d / name), "bytes": (d / name).stat().st_size} for name in POSTPROCESS_FILES}
+    index.save(d, extra={"collection_revision": m.revision, "postprocess": m.postprocess, "postprocess_files": files})
     record = IndexRecord(dir=rel, revision=m.revision, kind=m.index_kind, count=len(index), postprocess=m.postprocess)
     writer.set_index(record)
     return record
+
+
+def _load_postprocessor(d, sidecar: dict, spec: str):
+    """The saved post-processing, verified against the sidecar's checksums and the manifest's spec."""
+    from audiosim.files import sha256_file
+    from audiosim.indexes.postprocess import Postprocessor
+
+    fix = "rebuild the index with `audiosim repair` (or `audiosim index`)"
+    for name, want in (sidecar.get("postprocess_files") or {}).items():
+        path = d / name
+        if not path.is_file() or path.stat().st_size != want.get("bytes") or sha256_file(path) != want.get("sha256"):
+            raise VectorIndexError(f"{path} does not match the checksum in {d / 'index.json'} (garbled or replaced); {fix}")
+    pp = Postprocessor.load(d)
+    if pp.spec != spec:
+        raise VectorIndexError(f"{d} holds post-processing {pp.spec!r}, the collection asks for {spec!r}; {fix}")
+    return pp
 
 
 def load_for_search(collection) -> SearchIndex:
@@ -87,12 +108,15 @@ def load_for_search(collection) -> SearchIndex:
     m = collection.manifest
     if m.index_fresh:
         d = collection.root / m.index.dir
-        if d.is_dir():
-            index, _ = load_index(d)
-            pp = Postprocessor.load(d) if m.postprocess else None
-            return SearchIndex(index=index, postprocessor=pp, revision=m.revision, saved=True)
-        if collection.refresh():  # retired by a writer since this snapshot was taken
-            return load_for_search(collection)
-        raise VectorIndexError(f"{d} is missing; rebuild the index with `audiosim index` or `audiosim repair`")
+        try:
+            if not d.is_dir():
+                raise VectorIndexError(f"{d} is missing; rebuild the index with `audiosim index` or `audiosim repair`")
+            index, sidecar = load_index(d)
+            pp = _load_postprocessor(d, sidecar, m.postprocess) if m.postprocess else None
+        except VectorIndexError:
+            if collection.refresh():  # retired by a writer since this snapshot was taken: use the new one
+                return load_for_search(collection)
+            raise
+        return SearchIndex(index=index, postprocessor=pp, revision=m.revision, saved=True)
     index, pp = _build(collection, m)
     return SearchIndex(index=index, postprocessor=pp, revision=m.revision, saved=False)

@@ -47,7 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from audiosim.engine.audio import DEFAULT_MAX_DURATION_S
 from audiosim.engine.embedders.base import EmbedderInfo
+from audiosim.engine.labels import LabelReport
 from audiosim.engine.mappers import EmbedMapper
 from audiosim.engine.pipeline import CollectionSink, FileItem, ProcessStage, failure, run_pipeline, usable_cores
 from audiosim.engine.pooling import PoolingSpec
@@ -126,7 +128,7 @@ class IngestReport:
     audio_seconds: float = 0.0
     collection: str = ""
     vectors: int = 0
-    labels: dict | None = None  # what a labels CSV matched
+    labels: LabelReport | None = None  # what a labels CSV matched
     engine: str = ""  # where the files were embedded, e.g. "local (2 processes)", "ray (2 actors)"
     parts: int = 0  # parts the manifest names after the run
     compaction: dict | None = None  # what automatic compaction did, when it ran
@@ -141,7 +143,7 @@ class IngestReport:
         if self.skipped:
             d["skipped"] = self.skipped
         if self.labels is not None:
-            d["labels"] = self.labels
+            d["labels"] = self.labels.to_dict()
         if self.compaction is not None:
             d["compaction"] = self.compaction
         return d
@@ -269,6 +271,7 @@ def index_folder(
     compact: bool = True,
     flush_every: int = 64,
     nan_policy: str = "error",
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
     progress: bool = False,
     wait: float | None = None,
     on_file: Callable[[FileItem], None] | None = None,
@@ -282,8 +285,9 @@ def index_folder(
     ``engine="ray"``: embed on a Ray cluster at ``ray_address`` (default: the running one, else
     a local one) with ``num_actors`` actors (default: one per CPU of the cluster) holding
     ``gpus_per_actor`` GPUs each. ``compact``: merge small parts after embedding when there are
-    more than :data:`audiosim.engine.compaction.AUTO_COMPACT_PARTS`. ``wait``: seconds to wait
-    for another writer (default 10).
+    more than :data:`audiosim.engine.compaction.AUTO_COMPACT_PARTS`. ``max_duration_s``: a file
+    whose header claims a longer recording is refused before any allocation (``None``: no
+    limit). ``wait``: seconds to wait for another writer (default 10).
     """
     from audiosim.engine.compaction import maybe_compact
     from audiosim.engine.embedders import make_embedder
@@ -325,11 +329,14 @@ def index_folder(
     items = list(scan.items)
     report = IngestReport(scanned=len(items), skipped=list(scan.skipped))
     if labels is not None:
-        items, report.labels = _apply_labels(items, labels, label_column)
+        from audiosim.engine.labels import relabel_from_csv
+
+        items, report.labels = relabel_from_csv(items, labels, label_column=label_column)
 
     coll = existing or Collection.create(root, embedder=model.info, embedder_options=model.options(), pooling=spec,
                                          metric=metric, segment_s=segment_s, segment_hop_s=segment_hop_s,
-                                         index_kind=index_kind or "flat", index_params=index_params)
+                                         index_kind=index_kind or "flat", index_params=index_params,
+                                         exist_ok=True, wait=wait)
     coll.check_compatible(embedder=model.info, pooling=spec)
     with coll.writer(wait=wait, purpose="index") as w:
         fields = {}
@@ -363,7 +370,7 @@ def index_folder(
         else:
             stage = None
         ingest_items(w, items, mapper, report=report, sample_rate=model.info.sample_rate, workers=workers,
-                     flush_every=flush_every, nan_policy=nan_policy, progress=progress,
+                     flush_every=flush_every, nan_policy=nan_policy, max_duration_s=max_duration_s, progress=progress,
                      desc=f"embedding ({model.info.name})", on_file=on_file, stage=stage,
                      mapper_factory=recipe, processes=processes, device=device)
         if compact:  # before the index commit, which then removes the merged parts' files
@@ -380,8 +387,9 @@ def index_folder(
 
 
 def ingest_items(writer, items: Sequence[FileItem], mapper, *, report: IngestReport, sample_rate: int, workers: int = 2,
-                 flush_every: int = 64, nan_policy: str = "error", progress: bool = False, desc: str = "embedding",
-                 on_file: Callable[[FileItem], None] | None = None, stage=None,
+                 flush_every: int = 64, nan_policy: str = "error",
+                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S, progress: bool = False,
+                 desc: str = "embedding", on_file: Callable[[FileItem], None] | None = None, stage=None,
                  mapper_factory: Callable[[], Callable] | None = None, processes: int | str = 0,
                  device: str | None = None) -> IngestReport:
     """Bring the writer's collection up to date with ``items`` (diff by content hash, relabel, embed, commit).
@@ -407,7 +415,8 @@ def ingest_items(writer, items: Sequence[FileItem], mapper, *, report: IngestRep
     sink = CollectionSink(writer, flush_every=flush_every, replacing=replacing)
     try:
         stats = run_pipeline(todo, sample_rate=sample_rate, mapper=mapper, stage=stage, sink=sink, workers=workers,
-                             nan_policy=nan_policy, progress=progress, desc=desc, on_file=on_file)
+                             nan_policy=nan_policy, max_duration_s=max_duration_s, progress=progress, desc=desc,
+                             on_file=on_file)
         sink.flush()
     finally:
         report.vectors_added += sink.vectors_added
@@ -460,11 +469,3 @@ def _is_under(path: str, root: str) -> bool:
     from audiosim.files import is_under
 
     return is_under(path, root)
-
-
-def _apply_labels(items: list[FileItem], csv_path, label_column: str) -> tuple[list[FileItem], dict | None]:
-    from audiosim.engine.labels import labels_from_csv
-
-    relabelled = labels_from_csv(items, csv_path, label_column=label_column)
-    matched = sum(a.label != b.label for a, b in zip(items, relabelled))
-    return relabelled, {"csv": str(csv_path), "column": label_column, "changed_files": matched}

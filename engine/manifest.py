@@ -21,12 +21,30 @@ Fields
   class map when the collection stores tags; ``extra``: free-form fields of tools built on a
   collection (the benchmark cache records its dataset there).
 
+Validation
+----------
+:meth:`Manifest.from_dict` refuses: a JSON value that is not an object; a format other than
+1 or 2; a missing field or a field of the wrong type (booleans are not integers; NaN and
+infinities are not numbers); a part name not of the form ``parts/part-*.parquet`` (so no
+``..``) or listed twice; a part whose row count and id range contradict each other; a count
+that differs from the parts' rows; ``next_id`` not above every recorded id; ids, counts or
+revisions that are negative or beyond :data:`MAX_ID`; a ``dim`` that is not the embedder's
+dimension times the pooling's parts; segments that are not positive; an index folder not of
+the form ``index/r<revision>``. Each is a :class:`ManifestError` naming the file and the fix.
+
+Recovery
+--------
+:func:`salvage` returns the fields of a damaged manifest (or of a part's Parquet schema
+metadata, which repeats the collection's settings) that still parse one by one, so
+``audiosim repair`` can rebuild a manifest from the parts on disk without losing settings.
+
 Format 1 manifests (audiosim 0.1) are read and upgraded on the next write: their parts have no
 recorded checksums (``audiosim check`` hashes them), and ``l2`` becomes ``euclidean``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -38,6 +56,16 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 PART_NAME = re.compile(r"^parts/part-[0-9A-Za-z_-]+\.parquet$")
 INDEX_DIR_NAME = re.compile(r"^index/r[0-9]+(-[0-9a-f]+)?$")
+MAX_ID = 2**62  # ids, counts and revisions stay far inside int64
+FIX = "restore it from a backup or run `audiosim repair --collection DIR`"
+
+
+def _fix(source: str) -> str:
+    """:data:`FIX` naming the collection folder when ``source`` is its ``collection.json``."""
+    from pathlib import Path
+
+    p = Path(source)
+    return FIX.replace("DIR", str(p.parent)) if p.name == "collection.json" and str(p.parent) != "." else FIX
 
 
 class ManifestError(CollectionError):
@@ -120,58 +148,44 @@ class Manifest:
     @classmethod
     def from_dict(cls, d, *, source: str = "collection.json") -> "Manifest":
         """Validate and type a manifest read from ``source`` (named in every error)."""
-        fix = "restore it from a backup or run `audiosim repair --collection DIR`"
+        fix = _fix(source)
         if not isinstance(d, dict):
             raise ManifestError(f"{source} holds a JSON {type(d).__name__}, not a manifest object; {fix}")
         fmt = d.get("format")
-        if fmt not in READABLE_FORMATS:
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt not in READABLE_FORMATS:
             raise ManifestError(f"{source}: unsupported collection format {fmt!r} (this audiosim reads "
                                 f"{', '.join(map(str, READABLE_FORMATS))}); upgrade audiosim or {fix}")
-        try:
-            from audiosim.indexes.vectors import canonical_metric
-
-            emb = d["embedder"]
-            if not isinstance(emb, dict):
-                raise TypeError("embedder is not an object")
-            info = EmbedderInfo(name=_str(emb["name"]), version=_str(emb["version"]), sample_rate=_int(emb["sample_rate"]),
-                                dim=_int(emb["dim"]), window_s=_float(emb["window_s"]), hop_s=_float(emb["hop_s"]),
-                                weights_sha256=_opt(emb.get("weights_sha256"), _str))
-            pooling = PoolingSpec.from_dict(_dict(d["pooling"]))
-            parts = tuple(_part(p, fmt) for p in _list(d.get("parts", [])))
-            idx = d.get("index")
-            index = None if idx is None else IndexRecord(dir=_str(idx["dir"]), revision=_int(idx["revision"]),
-                                                         kind=_str(idx["kind"]), count=_int(idx["count"]),
-                                                         postprocess=_opt(idx.get("postprocess"), _str))
-            m = cls(
-                embedder=info, pooling=pooling, dim=_int(d["dim"]), metric=canonical_metric(_str(d["metric"])),
-                embedder_options=_dict(d.get("embedder_options") or {}),
-                segment_s=_opt(d.get("segment_s"), _float), segment_hop_s=_opt(d.get("segment_hop_s"), _float),
-                parts=parts, count=_int(d["count"]), next_id=_int(d["next_id"]), revision=_int(d["revision"]),
-                index_kind=_str(d.get("index_kind") or "flat"), index_params=_dict(d.get("index_params") or {}),
-                postprocess=_opt(d.get("postprocess"), _str), index=index,
-                sources=tuple(_str(s) for s in _list(d.get("sources") or [])),
-                class_map_sha256=_opt(d.get("class_map_sha256"), _str),
-                created=str(d.get("created", "")), updated=str(d.get("updated", "")),
-                audiosim_version=str(d.get("audiosim_version", "")), extra=_extra(d, fmt), format=fmt,
-            )
-        except ManifestError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
-            raise ManifestError(f"{source} is not a valid manifest ({what}); {fix}") from None
-        except Exception as e:  # a PoolingError or a metric error from a hand-edited file
-            raise ManifestError(f"{source} is not a valid manifest ({e}); {fix}") from None
+        values = {}
+        for name, parse in _PARSERS.items():
+            if name not in d and name in REQUIRED:
+                raise ManifestError(f"{source} is not a valid manifest (missing field {name!r}); {fix}")
+            values[name] = _parse(name, parse, d.get(name), source)
+        values["parts"] = _parse("parts", lambda v: tuple(_part(p, fmt) for p in _list(v or [])), d.get("parts"), source)
+        values["extra"] = _parse("extra", lambda v: _extra(d, fmt), d.get("extra"), source)
+        m = cls(**values, format=fmt)
         m.validate(source=source)
         return m
 
     def validate(self, *, source: str = "collection.json") -> None:
         """Cross-field checks: dims, counts, ids, segments, unique part names."""
-        fix = "restore it from a backup or run `audiosim repair --collection DIR`"
+        fix = _fix(source)
         problems = []
+        if self.embedder.dim < 1 or self.embedder.sample_rate < 1:
+            problems.append(f"embedder dim {self.embedder.dim} / sample rate {self.embedder.sample_rate} is not positive")
         if self.dim != self.embedder.dim * len(self.pooling.parts):
             problems.append(f"dim {self.dim} is not the embedder's {self.embedder.dim} x {len(self.pooling.parts)} poolings")
         if min(self.count, self.next_id, self.revision) < 0:
             problems.append("negative count, next_id or revision")
+        if max(self.count, self.next_id, self.revision) > MAX_ID:
+            problems.append(f"count, next_id or revision beyond {MAX_ID}")
+        for p in self.parts:
+            ids = (p.min_id, p.max_id)
+            if (ids[0] is None) != (ids[1] is None):
+                problems.append(f"part {p.name!r} records only one end of its id range")
+            elif ids[0] is not None and (min(ids) < 0 or max(ids) >= MAX_ID or p.rows > ids[1] - ids[0] + 1 or p.rows == 0):
+                problems.append(f"part {p.name!r}: {p.rows} rows cannot have ids {ids[0]}..{ids[1]}")
+            if self.format >= 2 and p.bytes is not None and p.bytes < 1:
+                problems.append(f"part {p.name!r} records {p.bytes} bytes")
         names = self.part_names()
         if len(set(names)) != len(names):
             problems.append("a part is listed twice")
@@ -192,6 +206,80 @@ class Manifest:
 
 
 # ---------------------------------------------------------------------- field parsers
+def _parse(name: str, parse, value, source: str):
+    try:
+        return parse(value)
+    except (KeyError, TypeError, ValueError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+    except Exception as e:  # a PoolingError or a metric error from a hand-edited file
+        what = str(e)
+    raise ManifestError(f"{source} is not a valid manifest (field {name!r}: {what}); {_fix(source)}")
+
+
+def salvage(d) -> dict:
+    """The fields of a damaged manifest object that still parse one by one (``parts``: the valid, distinct records;
+    ``rejected_parts``: how many part entries did not parse).
+
+    Used by ``audiosim repair`` on a ``collection.json`` that fails validation, and on the
+    settings a part's schema metadata repeats; a value that is not an object gives ``{}``.
+    """
+    if not isinstance(d, dict):
+        return {}
+    fmt = d.get("format") if d.get("format") in READABLE_FORMATS and not isinstance(d.get("format"), bool) else FORMAT_VERSION
+    out = {}
+    for name, parse in _PARSERS.items():
+        if name in d:
+            try:
+                out[name] = parse(d[name])
+            except Exception:
+                continue
+    parts, seen, rejected = [], set(), 0
+    for p in d.get("parts") if isinstance(d.get("parts"), list) else ():
+        try:
+            rec = _part(p, fmt)
+        except Exception:
+            rejected += 1
+            continue
+        if rec.name not in seen:
+            seen.add(rec.name)
+            parts.append(rec)
+    if isinstance(d.get("parts"), list):
+        out["parts"] = tuple(parts)
+        out["rejected_parts"] = rejected
+    if isinstance(d.get("extra"), dict):
+        out["extra"] = dict(d["extra"])
+    return out
+
+
+def _embedder(v) -> EmbedderInfo:
+    emb = _dict(v)
+    return EmbedderInfo(name=_str(emb["name"]), version=_str(emb["version"]), sample_rate=_int(emb["sample_rate"]),
+                        dim=_int(emb["dim"]), window_s=_float(emb["window_s"]), hop_s=_float(emb["hop_s"]),
+                        weights_sha256=_opt(emb.get("weights_sha256"), _str))
+
+
+def _pooling(v) -> PoolingSpec:
+    return PoolingSpec.from_dict(_dict(v))
+
+
+def _metric(v) -> str:
+    from audiosim.indexes.vectors import canonical_metric
+
+    return canonical_metric(_str(v))
+
+
+def _index_record(v) -> IndexRecord | None:
+    if v is None:
+        return None
+    v = _dict(v)
+    return IndexRecord(dir=_str(v["dir"]), revision=_int(v["revision"]), kind=_str(v["kind"]), count=_int(v["count"]),
+                       postprocess=_opt(v.get("postprocess"), _str))
+
+
+def _text(v) -> str:
+    return "" if v is None else str(v)
+
+
 def _str(v) -> str:
     if not isinstance(v, str):
         raise TypeError(f"expected a string, got {type(v).__name__} {v!r}")
@@ -205,8 +293,8 @@ def _int(v) -> int:
 
 
 def _float(v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"expected a number, got {type(v).__name__} {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TypeError(f"expected a finite number, got {type(v).__name__} {v!r}")
     return float(v)
 
 
@@ -242,8 +330,32 @@ def _part(p, fmt: int) -> PartRecord:
     return rec
 
 
+_PARSERS = {
+    "embedder": _embedder,
+    "pooling": _pooling,
+    "dim": lambda v: _int(v),
+    "metric": _metric,
+    "embedder_options": lambda v: _dict(v or {}),
+    "segment_s": lambda v: _opt(v, _float),
+    "segment_hop_s": lambda v: _opt(v, _float),
+    "count": lambda v: _int(v),
+    "next_id": lambda v: _int(v),
+    "revision": lambda v: _int(v),
+    "index_kind": lambda v: _str(v or "flat"),
+    "index_params": lambda v: _dict(v or {}),
+    "postprocess": lambda v: _opt(v, _str),
+    "index": _index_record,
+    "sources": lambda v: tuple(_str(s) for s in _list(v or [])),
+    "class_map_sha256": lambda v: _opt(v, _str),
+    "created": _text,
+    "updated": _text,
+    "audiosim_version": _text,
+}
+REQUIRED = ("embedder", "pooling", "dim", "metric", "count", "next_id", "revision")
+
+
 def _extra(d: dict, fmt: int) -> dict:
-    extra = dict(d.get("extra") or {}) if fmt >= 2 else {}
+    extra = _dict(d.get("extra") or {}) if fmt >= 2 else {}
     if fmt == 1:  # format 1 kept tool fields at the top level
         extra.update({k: v for k, v in d.items() if k not in {f.name for f in fields(Manifest)}})
     return extra

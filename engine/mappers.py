@@ -13,6 +13,7 @@ import numpy as np
 from audiosim.engine.pipeline import Decoded
 from audiosim.engine.pooling import PoolingSpec
 from audiosim.engine.segments import segments_with_frames
+from audiosim.engine.streaming import DEFAULT_CHUNK_S
 from audiosim.engine.store import Rows
 
 
@@ -30,26 +31,42 @@ class EmbedMapper:
 
     ``frames=True`` stores one row per model window (offset = window start, duration = the
     window, cut at the end of the recording); otherwise :func:`segment_frames` decides.
+    Recordings longer than ``chunk_s`` are embedded piece by piece
+    (:mod:`audiosim.engine.streaming`: the frames equal a whole-file call, the model's memory
+    stays that of one piece); a file the reader left to stream is decoded while it is embedded.
     """
 
     def __init__(self, embedder, pooling: PoolingSpec, *, segment_s: float | None = None,
-                 segment_hop_s: float | None = None, frames: bool = False) -> None:
+                 segment_hop_s: float | None = None, frames: bool = False, chunk_s: float = DEFAULT_CHUNK_S) -> None:
         self.embedder, self.pooling = embedder, pooling
-        self.segment_s, self.segment_hop_s, self.frames = segment_s, segment_hop_s, frames
+        self.segment_s, self.segment_hop_s, self.frames, self.chunk_s = segment_s, segment_hop_s, frames, chunk_s
+
+    def embed(self, d: Decoded) -> tuple[np.ndarray, np.ndarray, float, str]:
+        """(frames, times, duration_s, sha256 of the bytes decoded) of one decoded (or to-be-streamed) file."""
+        from audiosim.engine.streaming import embed_file, embed_stream
+
+        if d.audio is None and d.stream is not None:
+            ef = embed_file(self.embedder, d.item.path, nan_policy=d.stream.nan_policy,
+                            max_duration_s=d.stream.max_duration_s, chunk_s=self.chunk_s)
+            return ef.frames, ef.times, ef.duration_s, ef.sha256
+        if d.audio.size / d.sample_rate > self.chunk_s:
+            frames, times = embed_stream(self.embedder, [d.audio], chunk_s=self.chunk_s)
+        else:
+            frames, times = self.embedder.embed_frames(d.audio)
+        return frames, times, d.duration_s, d.sha256
 
     def __call__(self, d: Decoded) -> Rows:
         info = self.embedder.info
-        frames, times = self.embedder.embed_frames(d.audio)
-        duration = d.duration_s
+        frames, times, duration, sha = self.embed(d)
         if self.frames:
             t = np.asarray(times, dtype=np.float64)
-            return Rows(path=[d.item.path] * len(t), content_sha256=[d.sha256] * len(t), offset_s=t,
+            return Rows(path=[d.item.path] * len(t), content_sha256=[sha] * len(t), offset_s=t,
                         duration_s=np.clip(duration - t, 1e-9, info.window_s), label=[d.item.label] * len(t),
                         embedding=np.asarray(frames, dtype=np.float32))
         pooled = segment_frames(frames, times, segment_s=self.segment_s, segment_hop_s=self.segment_hop_s,
                                 duration_s=duration, pooling=self.pooling)
         n = len(pooled)
-        return Rows(path=[d.item.path] * n, content_sha256=[d.sha256] * n,
+        return Rows(path=[d.item.path] * n, content_sha256=[sha] * n,
                     offset_s=np.array([p[0] for p in pooled], dtype=np.float64),
                     duration_s=np.array([p[1] for p in pooled], dtype=np.float64),
                     label=[d.item.label] * n, embedding=np.stack([p[2] for p in pooled]).astype(np.float32))

@@ -7,9 +7,10 @@ preparation. The stages are small callables:
 
 * **reader** -- :func:`read_items` decodes files ahead of the consumer in a thread pool and
   yields :class:`Decoded` records: the item, the sha256 of exactly the bytes that were decoded
-  (a file rewritten while it is read is detected and read again, so a vector is never stored
-  under the hash of other bytes), the mono float32 waveform at the pipeline's sample rate, or
-  the per-file error.
+  (one read through a hashing reader: a file rewritten during the run is stored under the hash
+  of the bytes its vectors came from), the mono float32 waveform at the pipeline's sample rate
+  -- or, for a recording longer than :data:`STREAM_ABOVE_S`, a request to stream it in the
+  mapper -- or the per-file error (a header beyond the limits is refused before any allocation).
 * **mapper** -- any callable ``Decoded -> result``; :class:`audiosim.engine.mappers.EmbedMapper`
   embeds frames and pools them per file, per (overlapping) segment, or keeps every frame,
   producing :class:`Rows`.
@@ -17,8 +18,8 @@ preparation. The stages are small callables:
   and commits a part every ``flush_every`` files and at every shard end (so an interrupted run
   keeps what it committed), :class:`ListSink` keeps results in memory.
 
-Where reading and mapping run is a **stage**: a callable ``(items, *, sample_rate, nan_policy)
--> Iterator[Mapped]`` that yields one :class:`Mapped` record per item:
+Where reading and mapping run is a **stage**: a callable ``(items, *, sample_rate, nan_policy,
+max_duration_s) -> Iterator[Mapped]`` that yields one :class:`Mapped` record per item:
 
 * :class:`ThreadStage` (the default) -- reader threads decode ahead, the mapper runs in the
   calling thread. Decoding and inference overlap only as far as the decoder and the model
@@ -50,10 +51,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from audiosim.engine.audio import DEFAULT_MAX_DURATION_S
 from audiosim.engine.store import Rows
 from audiosim.errors import AudiosimError
 
-HASH_RETRIES = 3
+STREAM_ABOVE_S = 300.0  # longer files are decoded chunk by chunk while they are embedded
 PROCESS_AHEAD = 4  # files queued per worker process beyond the one it works on
 WORKER_START_S = 600.0  # a worker that has not loaded its mapper by then is reported stuck
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -69,17 +71,45 @@ class FileItem:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A file after the reader: its waveform (or the error) and the sha256 of the bytes decoded."""
+    """A file after the reader: its waveform (or the error) and the sha256 of the bytes decoded.
+
+    A file longer than :data:`STREAM_ABOVE_S` (by its header) is not decoded by the reader:
+    ``audio`` is None and ``stream`` is set, and the mapper decodes it chunk by chunk while it
+    embeds (:func:`audiosim.engine.streaming.embed_file`), so memory stays bounded whatever the
+    recording's length and however many files the reader holds ahead. :meth:`waveform` decodes
+    such a file whole, for mappers that need all its samples at once.
+    """
 
     item: FileItem
     sha256: str | None
     audio: np.ndarray | None
     sample_rate: int
     error: Exception | None = None
+    stream: "StreamRequest | None" = None
 
     @property
     def duration_s(self) -> float:
-        return 0.0 if self.audio is None else self.audio.size / self.sample_rate
+        if self.audio is not None:
+            return self.audio.size / self.sample_rate
+        return self.stream.claimed_duration_s if self.stream is not None else 0.0
+
+    def waveform(self) -> np.ndarray:
+        """The whole waveform (decoding a streamed file now; its memory grows with the file)."""
+        if self.audio is not None:
+            return self.audio
+        from audiosim.engine.audio import load_audio
+
+        return load_audio(self.item.path, sample_rate=self.sample_rate, nan_policy=self.stream.nan_policy,
+                          max_duration_s=self.stream.max_duration_s)
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """How the mapper should decode a long file it streams: the reader's NaN policy and duration limit."""
+
+    nan_policy: str
+    max_duration_s: float | None
+    claimed_duration_s: float
 
 
 @dataclass(frozen=True)
@@ -116,20 +146,25 @@ def failure(path: str, error: BaseException) -> dict:
 
 
 # ---------------------------------------------------------------------- reader
-def decode_item(item: FileItem, *, sample_rate: int, nan_policy: str = "error") -> Decoded:
-    """Hash and decode one file; the hash is of the bytes decoded (the file is re-read if it changed meanwhile)."""
-    from audiosim.engine.audio import load_audio
-    from audiosim.files import sha256_file
+def decode_item(item: FileItem, *, sample_rate: int, nan_policy: str = "error",
+                max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Decoded:
+    """Decode one file and hash exactly the bytes decoded (one read, :func:`audiosim.engine.audio.open_audio`).
+
+    The header is checked first (sample rate, channels, ``max_duration_s``: refused before any
+    allocation); a file longer than :data:`STREAM_ABOVE_S` is left for the mapper to stream.
+    """
+    from audiosim.engine.audio import open_audio
 
     path = Path(item.path)
     try:
-        for _ in range(HASH_RETRIES):
-            before = _stat(path)
-            sha = sha256_file(path)
-            audio = load_audio(path, sample_rate=sample_rate, nan_policy=nan_policy)
-            if _stat(path) == before:
-                return Decoded(item=item, sha256=sha, audio=audio, sample_rate=sample_rate)
-        raise AudiosimError(f"{path} kept changing while it was read ({HASH_RETRIES} tries); index it again once it is written")
+        with open_audio(path, sample_rate=sample_rate, nan_policy=nan_policy, max_duration_s=max_duration_s) as stream:
+            claimed = stream.info.duration_s
+            if claimed is not None and claimed > STREAM_ABOVE_S:
+                return Decoded(item=item, sha256=None, audio=None, sample_rate=sample_rate,
+                               stream=StreamRequest(nan_policy=nan_policy, max_duration_s=max_duration_s,
+                                                    claimed_duration_s=float(claimed)))
+            audio = stream.read_all()
+            return Decoded(item=item, sha256=stream.sha256, audio=audio, sample_rate=sample_rate)
     except AudiosimError as e:
         return Decoded(item=item, sha256=None, audio=None, sample_rate=sample_rate, error=e)
     except MemoryError as e:
@@ -142,16 +177,11 @@ def decode_item(item: FileItem, *, sample_rate: int, nan_policy: str = "error") 
                        error=AudiosimError(f"{type(e).__name__} while decoding {path}: {e}"))
 
 
-def _stat(path: Path) -> tuple:
-    st = path.stat()
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def read_items(items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error",
-               workers: int = 2) -> Iterator[Decoded]:
+def read_items(items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error", workers: int = 2,
+               max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Iterator[Decoded]:
     """Yield a :class:`Decoded` per item, in order, decoding up to ``4 * workers`` files ahead."""
     def work(item: FileItem) -> Decoded:
-        return decode_item(item, sample_rate=sample_rate, nan_policy=nan_policy)
+        return decode_item(item, sample_rate=sample_rate, nan_policy=nan_policy, max_duration_s=max_duration_s)
 
     if workers <= 1:
         for item in items:
@@ -186,8 +216,10 @@ class ThreadStage:
                  reader: Callable[..., Iterable[Decoded]] = read_items) -> None:
         self.mapper, self.workers, self.reader = mapper, int(workers), reader
 
-    def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error") -> Iterator[Mapped]:
-        for d in self.reader(items, sample_rate=sample_rate, nan_policy=nan_policy, workers=self.workers):
+    def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error",
+                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Iterator[Mapped]:
+        for d in self.reader(items, sample_rate=sample_rate, nan_policy=nan_policy, workers=self.workers,
+                             max_duration_s=max_duration_s):
             yield map_decoded(self.mapper, d)
 
 
@@ -206,10 +238,11 @@ class ProcessStage:
         self.mapper_factory, self.processes, self.ahead = mapper_factory, int(processes), max(1, int(ahead))
         self.threads = threads if threads is not None else max(1, usable_cores() // self.processes)
 
-    def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error") -> Iterator[Mapped]:
+    def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error",
+                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Iterator[Mapped]:
         if not items:
             return
-        pool = _WorkerPool(self, sample_rate=sample_rate, nan_policy=nan_policy)
+        pool = _WorkerPool(self, sample_rate=sample_rate, nan_policy=nan_policy, max_duration_s=max_duration_s)
         try:
             yield from pool.run(items)
         finally:
@@ -234,7 +267,7 @@ class _Worker:
     the second the mapper factory and the run's settings.
     """
 
-    def __init__(self, stage: ProcessStage, sample_rate: int, nan_policy: str) -> None:
+    def __init__(self, stage: ProcessStage, sample_rate: int, nan_policy: str, max_duration_s: float | None) -> None:
         import socket
         import subprocess
         import sys
@@ -257,7 +290,7 @@ class _Worker:
         self.started = time.monotonic()
         try:
             self.conn.send([p for p in sys.path if p])
-            self.conn.send((stage.mapper_factory, sample_rate, nan_policy))
+            self.conn.send((stage.mapper_factory, sample_rate, nan_policy, max_duration_s))
         except OSError:
             pass  # it died at once; the parent sees the closed connection and reports it
 
@@ -265,12 +298,12 @@ class _Worker:
 class _WorkerPool:
     """Hands files to workers (least loaded first), collects results, replaces workers that die."""
 
-    def __init__(self, stage: ProcessStage, *, sample_rate: int, nan_policy: str) -> None:
-        self.stage, self.sample_rate, self.nan_policy = stage, sample_rate, nan_policy
+    def __init__(self, stage: ProcessStage, *, sample_rate: int, nan_policy: str, max_duration_s: float | None) -> None:
+        self.stage, self.sample_rate, self.nan_policy, self.max_duration_s = stage, sample_rate, nan_policy, max_duration_s
         self.workers: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
-        w = _Worker(self.stage, self.sample_rate, self.nan_policy)
+        w = _Worker(self.stage, self.sample_rate, self.nan_policy, self.max_duration_s)
         self.workers.append(w)
         return w
 
@@ -388,7 +421,7 @@ def _worker_main() -> None:
     conn = Connection(int(sys.argv[1]))
     try:
         sys.path[:] = conn.recv()
-        mapper_factory, sample_rate, nan_policy = conn.recv()
+        mapper_factory, sample_rate, nan_policy, max_duration_s = conn.recv()
         mapper = mapper_factory()
     except (EOFError, OSError):
         return
@@ -405,7 +438,8 @@ def _worker_main() -> None:
             return
         seq, item = msg
         try:
-            mapped = map_decoded(mapper, decode_item(item, sample_rate=sample_rate, nan_policy=nan_policy))
+            mapped = map_decoded(mapper, decode_item(item, sample_rate=sample_rate, nan_policy=nan_policy,
+                                                     max_duration_s=max_duration_s))
         except Exception:  # a bug: the parent raises it, as the same error would stop an in-process run
             conn.send(("bug", seq, traceback.format_exc()))
             continue
@@ -461,8 +495,8 @@ class ListSink:
 # ---------------------------------------------------------------------- runner
 def run_pipeline(items: Sequence[FileItem], *, sample_rate: int, sink: Callable[[Mapped, object], None],
                  mapper: Callable[[Decoded], object] | None = None, stage=None, workers: int = 2,
-                 nan_policy: str = "error", progress: bool = False, desc: str = "embedding",
-                 on_file: Callable[[FileItem], None] | None = None,
+                 nan_policy: str = "error", max_duration_s: float | None = DEFAULT_MAX_DURATION_S,
+                 progress: bool = False, desc: str = "embedding", on_file: Callable[[FileItem], None] | None = None,
                  reader: Callable[..., Iterable[Decoded]] = read_items) -> RunStats:
     """Read, map and sink every item; failures are recorded per file and the run goes on.
 
@@ -480,7 +514,7 @@ def run_pipeline(items: Sequence[FileItem], *, sample_rate: int, sink: Callable[
 
         bar = tqdm(total=len(items), unit="file", desc=desc)
     end_shard = getattr(sink, "end_shard", None)
-    outcomes = stage(items, sample_rate=sample_rate, nan_policy=nan_policy)
+    outcomes = stage(items, sample_rate=sample_rate, nan_policy=nan_policy, max_duration_s=max_duration_s)
     try:
         for m in outcomes:
             if m.failure is not None:

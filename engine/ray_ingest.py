@@ -43,6 +43,7 @@ import pickle
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+from audiosim.engine.audio import DEFAULT_MAX_DURATION_S
 from audiosim.engine.pipeline import FileItem, Mapped
 from audiosim.errors import AudiosimError, MissingDependencyError
 
@@ -102,18 +103,21 @@ class RayStage:
         n = self.actors or self.options.num_actors
         return f"ray ({n} actors)" if n else "ray"
 
-    def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error") -> Iterator[Mapped]:
+    def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error",
+                 max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Iterator[Mapped]:
         ray = import_ray()
         if not items:
             return
         started = connect(ray, self.options.address)
         try:
-            yield from self._run(ray, list(items), sample_rate=sample_rate, nan_policy=nan_policy)
+            yield from self._run(ray, list(items), sample_rate=sample_rate, nan_policy=nan_policy,
+                                 max_duration_s=max_duration_s)
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(self, ray, items: list[FileItem], *, sample_rate: int, nan_policy: str) -> Iterator[Mapped]:
+    def _run(self, ray, items: list[FileItem], *, sample_rate: int, nan_policy: str,
+             max_duration_s: float | None) -> Iterator[Mapped]:
         o = self.options
         size = int(o.shard_files)
         shards = [range(start, min(start + size, len(items))) for start in range(0, len(items), size)]
@@ -125,16 +129,18 @@ class RayStage:
         saved = ctx.enable_progress_bars, ctx.print_on_execution_start
         ctx.enable_progress_bars = ctx.print_on_execution_start = False  # the pipeline shows its own progress
         try:
-            yield from self._stream(ray, items, shards, rows, sample_rate=sample_rate, nan_policy=nan_policy)
+            yield from self._stream(ray, items, shards, rows, sample_rate=sample_rate, nan_policy=nan_policy,
+                                    max_duration_s=max_duration_s)
         finally:
             ctx.enable_progress_bars, ctx.print_on_execution_start = saved
 
-    def _stream(self, ray, items, shards, rows, *, sample_rate: int, nan_policy: str) -> Iterator[Mapped]:
+    def _stream(self, ray, items, shards, rows, *, sample_rate: int, nan_policy: str,
+                max_duration_s: float | None) -> Iterator[Mapped]:
         o = self.options
         ds = ray.data.from_items(rows, override_num_blocks=len(shards)).map_batches(
             _EmbedActor, batch_size=1, batch_format="pyarrow",
             fn_constructor_kwargs={"mapper_factory": self.mapper_factory, "sample_rate": int(sample_rate),
-                                   "nan_policy": nan_policy},
+                                   "nan_policy": nan_policy, "max_duration_s": max_duration_s},
             compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=o.cpus_per_actor,
             num_gpus=o.gpus_per_actor or None)
         waiting: dict[int, dict[int, Mapped]] = {}
@@ -205,9 +211,9 @@ def _end_of_shard(m: Mapped) -> Mapped:
 class _EmbedActor:
     """A Ray Data actor: builds the mapper once, then maps each batch of shards (``shard, start, paths, labels``)."""
 
-    def __init__(self, *, mapper_factory, sample_rate: int, nan_policy: str) -> None:
+    def __init__(self, *, mapper_factory, sample_rate: int, nan_policy: str, max_duration_s: float | None) -> None:
         self.mapper = mapper_factory()
-        self.sample_rate, self.nan_policy = sample_rate, nan_policy
+        self.sample_rate, self.nan_policy, self.max_duration_s = sample_rate, nan_policy, max_duration_s
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -220,7 +226,7 @@ class _EmbedActor:
                  for j, (path, label) in enumerate(zip(paths, labels))]
         for shard, seq, path, label in files:
             m = map_decoded(self.mapper, decode_item(FileItem(path=path, label=label), sample_rate=self.sample_rate,
-                                                     nan_policy=self.nan_policy))
+                                                     nan_policy=self.nan_policy, max_duration_s=self.max_duration_s))
             out["shard"].append(shard)
             out["seq"].append(seq)
             out["sha256"].append(m.sha256)

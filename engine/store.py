@@ -5,43 +5,56 @@ Layout of a collection ``DIR``::
     DIR/collection.json         the manifest (:class:`audiosim.engine.manifest.Manifest`): embedder,
                                 pooling, metric, live parts with their sizes and sha256, next id,
                                 revision, the saved index
-    DIR/parts/part-*.parquet    immutable parts: id, path, content_sha256, offset_s, duration_s,
+    DIR/parts/part-<rev>-<hex>.parquet
+                                immutable parts: id, path, content_sha256, offset_s, duration_s,
                                 label, embedding (fixed-size float32 list) [, tags]; written with
-                                Parquet page checksums; the schema metadata repeats the embedder
-                                and pooling record
-    DIR/index/r<rev>-<id>/      a saved index (FAISS file, sidecar with its sha256, post-processing)
+                                Parquet page checksums; the schema metadata (key ``audiosim``)
+                                repeats the collection's settings (embedder, pooling, metric,
+                                segments, sources, ...) so a lost manifest can be rebuilt; <rev>
+                                is the revision the part was written for
+    DIR/index/r<rev>-<hex>/     a saved index (FAISS file, sidecar with its sha256, post-processing)
     DIR/.lock                   the writer lock (:mod:`audiosim.engine.lock`)
     DIR/errors.jsonl            per-file failures of the last ingest run
+    .<name>.<hex>.tmp           temporary files of a write in progress (in DIR, parts/, index/r*/)
 
-This module is the only code that reads or writes ``collection.json`` and the parts.
+This module is the only code that reads or writes ``collection.json`` and the parts
+(:mod:`audiosim.engine.integrity` checks and repairs them through its functions). Nothing here
+reads, moves or deletes anything outside ``collection.json``, ``errors.jsonl``, ``parts/``,
+``index/`` and its own temporary files, so the user's audio is never touched.
 
 Writers and readers
 -------------------
 * **One writer at a time.** Every change goes through a :class:`CollectionWriter` (``with
-  coll.writer(wait=10) as w: ...``), which holds the OS lock on ``DIR/.lock`` and re-reads the
-  manifest after taking it. Each change is one atomic commit: new parts are written under a
-  temporary name, fsynced and renamed, then the manifest is replaced (temporary file + rename)
-  with the next revision.
+  coll.writer(wait=10) as w: ...``), which holds the OS lock on ``DIR/.lock``, re-reads the
+  manifest after taking it and removes temporary files a killed writer left. Each change is one
+  atomic commit: new parts are written under a temporary name, fsynced and renamed, then the
+  manifest is replaced (temporary file + rename) with the next revision. A process killed at
+  any point leaves the previous or the new revision, never a mix; a full disk or a read-only
+  folder is a :class:`CollectionError` and the previous revision stays.
 * **Readers see a snapshot.** A :class:`Collection` reads the parts named by the manifest it
   loaded. Parts are never modified; a part leaves the disk only when the lock holder commits
   and neither the new manifest nor the one it replaced names it, so a reader holding the
   previous revision can still read it. A reader whose snapshot is older than that finds a part
-  gone, refreshes its manifest and retries (:meth:`Collection._read`).
-* **Clean-up under the lock.** Files in ``parts/`` and ``index/`` that no kept manifest names
-  (left by a killed writer, or retired) are removed by the next commit.
+  gone, refreshes its manifest and retries (:meth:`Collection._read`); :meth:`iter_batches`,
+  which cannot restart what it already yielded, raises a :class:`CollectionError` instead.
+* **Clean-up under the lock.** Parts and index folders that no kept manifest names (left by a
+  killed writer, or retired) are removed by the next commit; temporary files as soon as a
+  writer takes the lock.
 
 Integrity
 ---------
-Every part's byte size and sha256 are in the manifest; reads check the size and the Parquet
-page checksums (and that embeddings are finite), ``audiosim check`` re-hashes every file. A
-mismatch is a :class:`CorruptCollectionError` naming the file and the fix (``audiosim repair``).
-Ids are int64, unique, never reused, and equal the FAISS ids.
+Every part's byte size and sha256 are in the manifest; reads check the size, the Parquet page
+checksums, the column names and types and the part's id range (and :meth:`embeddings` that
+vectors are finite); ``audiosim check`` (:func:`audiosim.engine.integrity.check_collection`)
+re-hashes every file. A mismatch is a :class:`CorruptCollectionError` naming the file and the
+fix (``audiosim repair``). Ids are int64, unique, never reused, and equal the FAISS ids.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,6 +77,10 @@ COLUMNS = ("id", "path", "content_sha256", "offset_s", "duration_s", "label", "e
 TAGS = "tags"
 ERRORS_FILE = "errors.jsonl"
 REPAIR = "run `audiosim repair --collection {root}` (it drops what is unreadable and lists the files to re-index)"
+PART_FILE = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
+INDEX_DIR_FILE = re.compile(r"^r[0-9]+(-[0-9a-f]+)?$")
+TEMP_FILE = re.compile(r"^\..+\.tmp$")
+ROOT_FILES = (MANIFEST, ERRORS_FILE)  # the root files a writer replaces (through temporary files)
 
 
 def _now() -> str:
@@ -162,17 +179,23 @@ class Collection:
     @classmethod
     def open(cls, root: str | Path) -> "Collection":
         root = Path(root)
-        if not (root / MANIFEST).is_file():
-            raise CollectionError(f"{root} is not a collection (no {MANIFEST}); create one with "
-                                  f"`audiosim index FOLDER --collection {root}`")
+        if not root.is_dir():
+            raise CollectionError(f"{root} is not a folder, so not a collection; create one with "
+                                  f"`audiosim index FOLDER --collection DIR`")
         return cls(root, read_manifest(root))
 
     @classmethod
     def create(cls, root: str | Path, *, embedder: EmbedderInfo | dict, embedder_options: dict | None = None,
                pooling: PoolingSpec | dict, metric: str = "cosine", segment_s: float | None = None,
                segment_hop_s: float | None = None, index_kind: str = "flat", index_params: dict | None = None,
-               class_map_sha256: str | None = None, extra: dict | None = None) -> "Collection":
-        """A new, empty collection (the folder may exist but must not hold one)."""
+               class_map_sha256: str | None = None, extra: dict | None = None, exist_ok: bool = False,
+               wait: float | None = None) -> "Collection":
+        """A new, empty collection (the folder may exist but must not hold one).
+
+        ``exist_ok=True``: when another process created the collection first (two ``audiosim
+        index`` runs starting at once), open it instead -- provided it has the same embedder,
+        pooling, metric and segments; otherwise a :class:`CollectionMismatchError`.
+        """
         from audiosim.indexes.vectors import canonical_metric
 
         root = Path(root)
@@ -182,18 +205,36 @@ class Collection:
             metric = canonical_metric(metric)
         except Exception as e:
             raise CollectionError(str(e)) from None
-        (root / PARTS).mkdir(parents=True, exist_ok=True)
-        with WriterLock(root, purpose="create"):
-            if cls.exists(root):
-                raise CollectionError(f"{root} already holds a collection")
+        lock = WriterLock(root, wait=wait, purpose="create")  # a bad wait fails before anything is created
+        try:
+            (root / PARTS).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CollectionError(f"cannot create the collection folder {root}/{PARTS} ({e.strerror or e}); "
+                                  "choose a --collection path in a writable folder") from None
+        with lock:
             now = _now()
             m = Manifest(embedder=info, pooling=spec, dim=spec.dim(info.dim), metric=metric,
                          embedder_options=dict(embedder_options or {}), segment_s=segment_s, segment_hop_s=segment_hop_s,
                          index_kind=index_kind, index_params=dict(index_params or {}), class_map_sha256=class_map_sha256,
                          created=now, updated=now, audiosim_version=__version__, extra=dict(extra or {}))
+            if cls.exists(root):
+                if not exist_ok:
+                    raise CollectionError(f"{root} already holds a collection")
+                existing = cls.open(root)
+                existing._check_same_settings(m)
+                return existing
             m.validate(source=str(root / MANIFEST))
             write_manifest(root, m)
         return cls(root, m)
+
+    def _check_same_settings(self, m: Manifest) -> None:
+        mine = self.manifest
+        keys = ("embedder", "pooling", "metric", "dim", "segment_s", "segment_hop_s", "class_map_sha256")
+        differ = [k for k in keys if getattr(mine, k) != getattr(m, k)]
+        if differ:
+            raise CollectionMismatchError(
+                f"{self.root} was just created by another process with other settings ({', '.join(differ)}); "
+                "index into another --collection directory, or omit the options to use the collection's own")
 
     # ------------------------------------------------------------------ snapshot
     def refresh(self) -> bool:
@@ -277,26 +318,24 @@ class Collection:
         return self.root / part.name
 
     def _read_part(self, part: PartRecord, columns: Sequence[str]):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
+        """The ``columns`` of one part of the snapshot, checked against its record (size, rows, types, ids)."""
         path = self.part_path(part)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             raise _MissingPart(part.name) from None
+        except OSError as e:
+            raise CorruptCollectionError(f"cannot read {path} ({e.strerror or e}); {REPAIR.format(root=self.root)}") from None
         if part.bytes is not None and size != part.bytes:
             raise CorruptCollectionError(f"{path} has {size} bytes, the manifest says {part.bytes} (truncated or "
                                          f"replaced); {REPAIR.format(root=self.root)}")
         try:
-            table = pq.read_table(path, columns=list(columns), page_checksum_verification=True)
+            table = read_part_file(path, columns=columns)
         except FileNotFoundError:
             raise _MissingPart(part.name) from None
-        except (OSError, pa.ArrowException, ValueError) as e:
-            raise CorruptCollectionError(f"{path} is unreadable ({e}); {REPAIR.format(root=self.root)}") from None
-        if part.bytes is not None and table.num_rows != part.rows:
-            raise CorruptCollectionError(f"{path} holds {table.num_rows} rows, the manifest says {part.rows}; "
-                                         f"{REPAIR.format(root=self.root)}")
+        problem = part_table_problem(table, part, expected=part_schema(self.manifest))
+        if problem:
+            raise CorruptCollectionError(f"{path} {problem}; {REPAIR.format(root=self.root)}")
         return table
 
     def _read(self, fn):
@@ -331,11 +370,26 @@ class Collection:
         return self._read(read)
 
     def iter_batches(self, columns: Iterable[str] | None = None, *, batch_rows: int = 65536) -> Iterator:
-        """pyarrow RecordBatches of the snapshot, part by part (ids ascending within a part), bounded memory."""
+        """pyarrow RecordBatches of the snapshot, part by part (ids ascending within a part), bounded memory.
+
+        The parts are those of the snapshot when iteration starts; if a writer retires one of them
+        before it is read (two commits later), a :class:`CollectionError` says to iterate again.
+        """
         cols = self._columns(columns)
-        parts = list(self.manifest.parts)
+
+        def present(m: Manifest) -> list[PartRecord]:
+            for p in m.parts:
+                if not self.part_path(p).exists():
+                    raise _MissingPart(p.name)
+            return list(m.parts)
+
+        parts = self._read(present)
         for part in parts:
-            table = self._read(lambda m, p=part: self._read_part(p, cols))
+            try:
+                table = self._read_part(part, cols)
+            except _MissingPart:
+                raise CollectionError(f"{self.root} changed while it was read (a writer retired {part.name}); "
+                                      "read it again") from None
             yield from table.to_batches(max_chunksize=batch_rows)
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
@@ -487,6 +541,7 @@ class CollectionWriter:
         try:
             self.collection.manifest = read_manifest(self.root)  # what the previous writer committed
             self.collection._stamp = _stamp(self.root / MANIFEST)
+            remove_temporary_files(self.root)  # left by a writer that was killed
             if self.manifest.format < FORMAT_VERSION:
                 self._upgrade()
         except BaseException:
@@ -515,21 +570,9 @@ class CollectionWriter:
 
     def _collect_garbage(self, *, keep: Sequence[Manifest]) -> None:
         """Remove parts and index folders no kept manifest names, and temporary files of killed writers."""
-        import shutil
-
-        live_parts = {p.name for m in keep for p in m.parts}
-        for f in (self.root / PARTS).iterdir() if (self.root / PARTS).is_dir() else ():
-            if f"{PARTS}/{f.name}" not in live_parts:
-                f.unlink(missing_ok=True)
-        live_index = {m.index.dir for m in keep if m.index is not None}
-        idx = self.root / INDEX
-        if idx.is_dir():
-            for f in idx.iterdir():
-                if f"{INDEX}/{f.name}" in live_index:
-                    continue
-                shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
-        for f in self.root.glob(".*.tmp"):
-            f.unlink(missing_ok=True)
+        for f in unreferenced_files(self.root, keep):
+            _remove(f)
+        remove_temporary_files(self.root)
 
     def _write_part(self, ids: np.ndarray, rows: Rows) -> PartRecord:
         import pyarrow as pa
@@ -568,8 +611,11 @@ class CollectionWriter:
                 os.fsync(f.fileno())
             digest, size = sha256_file(tmp), tmp.stat().st_size
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as e:
             tmp.unlink(missing_ok=True)
+            if isinstance(e, (OSError, pa.ArrowException)):
+                raise CollectionError(f"cannot write {final} ({_reason(e)}); free disk space or fix the folder's "
+                                      f"permissions and run again (revision {m.revision} is intact)") from None
             raise
         _fsync_dir(final.parent)
         return PartRecord(name=name, rows=len(rows), bytes=size, sha256=digest,
@@ -664,7 +710,11 @@ class CollectionWriter:
 
         stamp = _now()
         text = "".join(dumps_strict({"run": stamp, **f}, indent=None) + "\n" for f in failures)
-        write_bytes_atomic(self.root / ERRORS_FILE, text.encode())
+        try:
+            write_bytes_atomic(self.root / ERRORS_FILE, text.encode())
+        except OSError as e:
+            raise CollectionError(f"cannot write {self.root / ERRORS_FILE} ({_reason(e)}); free disk space or fix "
+                                  "the folder's permissions (the vectors are committed)") from None
 
     def set_index(self, record: IndexRecord | None) -> Manifest:
         return self.set_fields(index=record)
@@ -682,6 +732,36 @@ class CollectionWriter:
         """Write (not commit) one part with the given ids; pair with :meth:`replace_parts`."""
         self._check()
         return self._write_part(np.asarray(ids, dtype=np.int64), rows)
+
+    def restore_part(self, record: PartRecord, source: Path) -> PartRecord:
+        """Copy ``source`` (a file holding exactly the bytes ``record`` names: size and sha256) into a new part.
+
+        Used by repair when a part's bytes are found under another name (parts swapped or renamed).
+        """
+        from audiosim.files import sha256_file
+
+        self._check()
+        name = f"{PARTS}/part-{self.manifest.revision + 1:08d}-{uuid.uuid4().hex[:12]}.parquet"
+        final = self.root / name
+        tmp = final.with_name("." + final.name + ".tmp")
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if tmp.stat().st_size != record.bytes or sha256_file(tmp) != record.sha256:
+                raise CorruptCollectionError(f"{source} changed while it was copied; run repair again")
+            os.replace(tmp, final)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise CollectionError(f"cannot write {final} ({_reason(e)}); free disk space and run repair again") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+        return PartRecord(name=name, rows=record.rows, bytes=record.bytes, sha256=record.sha256,
+                          min_id=record.min_id, max_id=record.max_id)
 
     def _upgrade(self) -> None:
         """Record rows, sizes, sha256 and id ranges of a format-1 collection's parts (read once)."""
@@ -712,26 +792,131 @@ class CollectionWriter:
 # ---------------------------------------------------------------------- the manifest file
 def read_manifest(root: str | Path) -> Manifest:
     """Load and validate ``root/collection.json``; every problem is a typed error naming the file."""
+    return Manifest.from_dict(read_manifest_json(root), source=str(Path(root) / MANIFEST))
+
+
+def read_manifest_json(root: str | Path):
+    """The parsed JSON of ``root/collection.json`` (any JSON value); a :class:`ManifestError` when it is not JSON."""
     path = Path(root) / MANIFEST
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise CollectionError(f"{root} is not a collection (no {MANIFEST})") from None
+        raise CollectionError(f"{root} is not a collection (no {MANIFEST}); create one with "
+                              f"`audiosim index FOLDER --collection {root}`") from None
     except OSError as e:
-        raise ManifestError(f"cannot read {path}: {e}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ManifestError(f"{path} is corrupt (not JSON: {type(e).__name__}: {e}); restore it from a backup or run "
+        raise ManifestError(f"cannot read {path} ({_reason(e)}); fix its permissions, or run "
                             f"`audiosim repair --collection {root}`") from None
-    return Manifest.from_dict(data, source=str(path))
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ManifestError(f"{path} is corrupt (not JSON: {type(e).__name__}: {str(e)[:200]}); restore it from a "
+                            f"backup or run `audiosim repair --collection {root}`") from None
+
+
+def commit_recovered(lock: WriterLock, manifest: Manifest, *, keep: Sequence[Manifest] = ()) -> Collection:
+    """Write a manifest rebuilt by ``audiosim repair`` (the caller holds ``lock``) and clean up.
+
+    Parts and index folders named neither by ``manifest`` nor by ``keep`` (the damaged manifest,
+    when it could still be read, so its readers keep working) are removed, with temporary files.
+    """
+    if not lock.held:
+        raise CollectionError("commit_recovered needs the writer lock held")
+    root = lock.root
+    manifest.validate(source=str(root / MANIFEST))
+    write_manifest(root, manifest)
+    for f in unreferenced_files(root, (manifest, *keep)):
+        _remove(f)
+    remove_temporary_files(root)
+    return Collection(root, manifest)
 
 
 def write_manifest(root: str | Path, manifest: Manifest) -> None:
+    """Replace ``root/collection.json`` atomically (temporary file, fsync, rename, fsync of the folder)."""
     from audiosim.files import write_json_atomic
 
-    write_json_atomic(Path(root) / MANIFEST, manifest.to_dict())
+    try:
+        write_json_atomic(Path(root) / MANIFEST, manifest.to_dict())
+    except OSError as e:
+        raise CollectionError(f"cannot write {Path(root) / MANIFEST} ({_reason(e)}); free disk space or fix the "
+                              "folder's permissions and run again (the previous revision is intact)") from None
     _fsync_dir(Path(root))
+
+
+def _reason(e: BaseException) -> str:
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__) if isinstance(e, OSError) else str(e)
+
+
+# ---------------------------------------------------------------------- files on disk
+def temporary_files(root: str | Path) -> list[Path]:
+    """Temporary files of writes in progress (or of writers that were killed) in the collection."""
+    root = Path(root)
+    found = [f for name in ROOT_FILES for f in root.glob(f".{name}.*.tmp")]
+    parts = root / PARTS
+    if parts.is_dir():
+        found += [f for f in parts.iterdir() if TEMP_FILE.match(f.name)]
+    index = root / INDEX
+    if index.is_dir():
+        for d in index.iterdir():
+            if TEMP_FILE.match(d.name):
+                found.append(d)
+            elif INDEX_DIR_FILE.match(d.name) and d.is_dir() and not d.is_symlink():
+                found += [f for f in d.iterdir() if TEMP_FILE.match(f.name)]
+    return sorted(found)
+
+
+def remove_temporary_files(root: str | Path) -> list[Path]:
+    """Delete :func:`temporary_files` (only the lock holder may: they may be another writer's work in progress)."""
+    found = temporary_files(root)
+    for f in found:
+        _remove(f)
+    return found
+
+
+def unreferenced_files(root: str | Path, keep: Iterable[Manifest]) -> list[Path]:
+    """Parts and index folders of the collection that none of the ``keep`` manifests names.
+
+    Only names audiosim writes are considered (``parts/part-*.parquet``, ``index/r<rev>-<hex>``);
+    anything else in those folders is left alone.
+    """
+    root = Path(root)
+    keep = list(keep)
+    live_parts = {p.name for m in keep for p in m.parts}
+    live_index = {m.index.dir for m in keep if m.index is not None}
+    found = []
+    if (root / PARTS).is_dir():
+        found += [f for f in (root / PARTS).iterdir()
+                  if PART_FILE.match(f.name) and f"{PARTS}/{f.name}" not in live_parts]
+    if (root / INDEX).is_dir():
+        found += [f for f in (root / INDEX).iterdir()
+                  if INDEX_DIR_FILE.match(f.name) and f"{INDEX}/{f.name}" not in live_index]
+    return sorted(found)
+
+
+def part_files(root: str | Path) -> list[Path]:
+    """Every file in ``parts/`` named like a part (live, retired or orphaned), newest revision first."""
+    d = Path(root) / PARTS
+    if not d.is_dir():
+        return []
+    return sorted((f for f in d.iterdir() if PART_FILE.match(f.name) and f.is_file()),
+                  key=lambda f: (part_revision(f.name), f.name), reverse=True)
+
+
+def part_revision(name: str) -> int:
+    """The revision a part was written for, from its name ``part-<rev>-<hex>.parquet`` (-1 when absent)."""
+    m = re.match(r"^(?:parts/)?part-([0-9]+)", name)
+    return int(m.group(1)) if m else -1
+
+
+def _remove(f: Path) -> None:
+    import shutil
+
+    if f.is_dir() and not f.is_symlink():
+        shutil.rmtree(f, ignore_errors=True)
+    else:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _stamp(path: Path) -> tuple:
@@ -763,8 +948,12 @@ class _MissingPart(Exception):
 
 # ---------------------------------------------------------------------- Parquet schema
 def _metadata(m: Manifest) -> dict:
-    return {"embedder": m.embedder.to_dict(), "pooling": m.pooling.to_dict(), "audiosim_version": __version__,
-            "metric": m.metric}
+    """What a part's schema metadata records: the collection's settings (all but parts, counts, revision, index)."""
+    d = m.to_dict()
+    for volatile in ("parts", "count", "next_id", "revision", "index", "updated"):
+        d.pop(volatile, None)
+    d["audiosim_version"] = __version__
+    return d
 
 
 def _tags_type():
@@ -787,7 +976,75 @@ def _schema(dim: int, metadata: dict, *, tags: bool = False):
     ]
     if tags:
         fields_.append(pa.field(TAGS, _tags_type(), nullable=False))
-    return pa.schema(fields_, metadata={b"audiosim": json.dumps(metadata, sort_keys=True).encode()})
+    if not metadata:
+        return pa.schema(fields_)
+    from audiosim.files import dumps_strict
+
+    return pa.schema(fields_, metadata={b"audiosim": dumps_strict(metadata, indent=None, sort_keys=True).encode()})
+
+
+def part_schema(m: Manifest):
+    """The column names and types of every part of a collection with manifest ``m`` (no metadata)."""
+    return _schema(m.dim, {}, tags=m.class_map_sha256 is not None)
+
+
+def read_part_file(path: str | Path, *, columns: Sequence[str] | None = None):
+    """A part file as a pyarrow Table with its Parquet page checksums verified.
+
+    ``FileNotFoundError`` passes through (a retired part: the caller refreshes its snapshot);
+    anything else that stops the read is a :class:`CorruptCollectionError` naming the file.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    fix = REPAIR.format(root=path.parent.parent)
+    try:
+        return pq.read_table(path, columns=list(columns) if columns is not None else None,
+                             page_checksum_verification=True)
+    except FileNotFoundError:
+        raise
+    except MemoryError:
+        raise CorruptCollectionError(f"{path} claims more data than fits in memory (garbled); {fix}") from None
+    except Exception as e:  # ArrowInvalid, OSError (checksum), UnicodeDecodeError in a garbled footer, ...
+        raise CorruptCollectionError(f"{path} is unreadable ({type(e).__name__}: {e}); {fix}") from None
+
+
+def part_metadata(path: str | Path) -> dict:
+    """The settings a part's schema metadata repeats (see :func:`_metadata`); a typed error when unreadable."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        d = json.loads(meta[b"audiosim"].decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise CorruptCollectionError(f"{path} has no readable audiosim schema metadata ({type(e).__name__}: {e}); "
+                                     f"{REPAIR.format(root=path.parent.parent)}") from None
+    if not isinstance(d, dict):
+        raise CorruptCollectionError(f"{path} has garbled audiosim schema metadata; {REPAIR.format(root=path.parent.parent)}")
+    return d
+
+
+def part_table_problem(table, part: PartRecord, *, expected) -> str | None:
+    """Why ``table`` (read from ``part``) does not match its record and the collection's schema, or None."""
+    import pyarrow.compute as pc
+
+    for name in table.column_names:
+        if expected.get_field_index(name) < 0:
+            return f"has a column {name!r} that parts of this collection do not have"
+        want, have = expected.field(name).type, table.schema.field(name).type
+        if have != want:
+            return f"has column {name!r} of type {have}, this collection stores {want}"
+    if part.bytes is not None and table.num_rows != part.rows:
+        return f"holds {table.num_rows} rows, the manifest says {part.rows}"
+    if "id" in table.column_names and part.min_id is not None and table.num_rows:
+        mm = pc.min_max(table["id"]).as_py()
+        if (mm["min"], mm["max"]) != (part.min_id, part.max_id):
+            return (f"holds ids {mm['min']}..{mm['max']}, the manifest says {part.min_id}..{part.max_id} "
+                    "(a part of another revision or collection in its place)")
+    return None
 
 
 def embedding_matrix(table, dim: int) -> np.ndarray:

@@ -141,7 +141,7 @@ def esc50_class_scores(esc, embedder, *, how: str = "max", cache: str | Path | N
                 return z[how]
 
     def clip_scores(d) -> dict:
-        _, _, frame_scores = embedder.embed_frames_with_scores(d.audio)
+        _, _, frame_scores = embedder.embed_frames_with_scores(d.waveform())
         return {h: pool_scores(frame_scores, how=h)[0] for h in SCORE_POOLINGS}
 
     sink = ListSink()

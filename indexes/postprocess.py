@@ -27,6 +27,7 @@ the spec under ``postprocess`` and :mod:`audiosim.engine.indexing` fits and appl
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,10 +227,11 @@ class Postprocessor:
             meta = json.loads((d / SPEC_FILE).read_text())
             with np.load(d / ARRAYS_FILE) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise VectorIndexError(
-                f"cannot read the post-processing saved in {d}: {e}; re-run `audiosim index ... --postprocess SPEC`"
-            ) from e
+                f"cannot read the post-processing saved in {d}: {e}; rebuild it with `audiosim repair` or "
+                "`audiosim index ... --postprocess SPEC`"
+            ) from None
         if meta.get("format") != FORMAT_VERSION:
             raise VectorIndexError(f"{d / SPEC_FILE}: unsupported post-processing format {meta.get('format')!r}")
         pp = cls(meta["spec"])

@@ -120,3 +120,141 @@ def test_non_finite_refused(coll, rng):
     r.embedding[0, 0] = np.nan
     with pytest.raises(CollectionError):
         coll.append(r)
+
+
+# ---------------------------------------------------------------------- issue 11: one writer, snapshots, integrity
+def test_create_exist_ok_opens_what_another_process_created(tmp_path, rng):
+    """Two `index` runs starting at once: the second create opens the first's collection (same settings)."""
+    first = Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine")
+    first.append(_rows(2, rng))
+    again = Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine", exist_ok=True)
+    assert len(again) == 2 and again.revision == first.revision
+    with pytest.raises(CollectionError, match="already holds"):
+        Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine")
+    with pytest.raises(CollectionMismatchError, match="metric"):
+        Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="euclidean", exist_ok=True)
+
+
+def test_lock_refuses_nan_wait_and_names_an_unwritable_folder(tmp_path, monkeypatch):
+    import os
+
+    from audiosim.engine.lock import WriterLock
+
+    with pytest.raises(CollectionError, match="--wait"):
+        WriterLock(tmp_path, wait=float("nan"))
+    assert WriterLock(tmp_path, wait=-3).wait == 0.0
+    real = os.open
+
+    def read_only(path, flags, *a):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied")
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(CollectionError, match="needs write access"):
+        WriterLock(tmp_path).acquire()
+
+
+def test_writer_removes_temporary_files_and_leaves_unknown_files(coll, rng):
+    coll.append(_rows(2, rng))
+    root = coll.root
+    leftovers = [root / ".collection.json.0a1b.tmp", root / "parts" / ".part-00000009-ab.parquet.tmp",
+                 root / ".errors.jsonl.77.tmp"]
+    for f in leftovers:
+        f.write_bytes(b"x")
+    mine = [root / "notes.tmp.txt", root / ".mine.tmp", root / "parts" / "README", root / "index" / "keep.me"]
+    (root / "index").mkdir(exist_ok=True)
+    for f in mine:
+        f.write_text("user file")
+    with coll.writer():  # taking the lock is enough: a killed writer's temporary files go
+        pass
+    assert not any(f.exists() for f in leftovers)
+    coll.append(_rows(1, rng, prefix="q"))  # a commit and its garbage collection
+    assert all(f.exists() for f in mine)
+
+
+def test_reader_snapshot_survives_commits_that_retire_its_parts(coll, rng):
+    coll.append(_rows(4, rng))
+    reader = Collection.open(coll.root)  # revision r
+    coll.delete(ids=[0], update_index=False)  # r + 1: the part is rewritten; the old one is kept for readers of r
+    assert reader.read_table(["path"]).num_rows == 4  # still the snapshot of r
+    coll.delete(ids=[1], update_index=False)  # r + 2: the part of r is gone from disk
+    t = reader.read_table(["path"])  # the reader refreshes and retries
+    assert t.num_rows == 2 and reader.revision == coll.revision
+    coll.append(_rows(3, rng, prefix="z"))  # ids 4..6 in a second part
+    stale = Collection.open(coll.root)
+    batches = stale.iter_batches(["path"], batch_rows=100)
+    assert next(batches).num_rows == 2  # the first part is read; the second is retired by two commits
+    coll.delete(ids=[4], update_index=False)
+    coll.delete(ids=[5], update_index=False)
+    with pytest.raises(CollectionError, match="read it again"):
+        next(batches)
+
+
+def test_a_swapped_part_of_the_same_size_is_caught_on_read(coll, rng):
+    """Parts are checked against their record's id range, so a same-size swap cannot pass for the other."""
+    a = _rows(3, rng, prefix="a")
+    coll.append(a)
+    coll.append(Rows(**{**a.__dict__, "path": [p.replace("/a", "/b") for p in a.path]}))
+    pa_, pb = (coll.root / p.name for p in coll.manifest.parts)
+    m = json.loads((coll.root / "collection.json").read_text())  # as if the two had the same size
+    m["parts"][0]["bytes"], m["parts"][1]["bytes"] = pb.stat().st_size, pa_.stat().st_size
+    (coll.root / "collection.json").write_text(json.dumps(m))
+    x = pa_.read_bytes()
+    pa_.write_bytes(pb.read_bytes())
+    pb.write_bytes(x)
+    from audiosim.errors import CorruptCollectionError
+
+    with pytest.raises(CorruptCollectionError, match="holds ids 3..5, the manifest says 0..2"):
+        Collection.open(coll.root).embeddings()
+
+
+def test_a_full_disk_keeps_the_previous_revision(coll, rng, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq_mod
+
+    coll.append(_rows(2, rng))
+    before = Collection.open(coll.root).manifest
+
+    def full(table, where, **kw):
+        open(where, "wb").write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq_mod, "write_table", full)
+    with pytest.raises(CollectionError, match="No space left on device.*revision 1 is intact"):
+        coll.append(_rows(2, rng, prefix="n"))
+    monkeypatch.undo()
+    assert Collection.open(coll.root).manifest == before
+    assert not list((coll.root / "parts").glob(".*.tmp"))
+    import audiosim.files as files
+
+    def full_json(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_json_atomic", full_json)
+    with pytest.raises(CollectionError, match="previous revision is intact"):
+        coll.append(_rows(2, rng, prefix="m"))
+    monkeypatch.undo()
+    assert Collection.open(coll.root).manifest == before
+    coll.append(_rows(1, rng, prefix="o"))  # the orphan part of the failed commit is collected
+    on_disk = {f"parts/{p.name}" for p in (coll.root / "parts").glob("*.parquet")}
+    assert on_disk == set(before.part_names()) | set(coll.manifest.part_names())
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"next_id": 1}, "next_id 1 is not above the largest stored id 2"),
+    ({"format": True}, "unsupported collection format True"),
+    ({"dim": 4.0}, "field 'dim': expected an integer"),
+    ({"segment_s": float("inf")}, "field 'segment_s': expected a finite number"),
+    ({"next_id": 2**70}, "beyond"),
+    ({"extra": "text"}, "field 'extra'"),
+])
+def test_manifest_validation_names_the_field_and_the_fix(coll, rng, change, message):
+    from audiosim.engine.manifest import Manifest, ManifestError
+
+    coll.append(_rows(3, rng))
+    d = json.loads((coll.root / "collection.json").read_text())
+    with pytest.raises(ManifestError, match=message) as e:
+        Manifest.from_dict({**d, **change}, source=str(coll.root / "collection.json"))
+    assert f"audiosim repair --collection {coll.root}" in str(e.value)

@@ -254,7 +254,7 @@ def _compute(paths: list[str], cfg: MelConfig, *, workers: int, progress: bool) 
     basis = mel_basis(cfg)
     sink = ListSink()
     stats = run_pipeline([FileItem(path=p) for p in paths], sample_rate=cfg.sample_rate,
-                         mapper=lambda d: log_mel(d.audio, cfg, basis), sink=sink, workers=max(1, workers),
+                         mapper=lambda d: log_mel(d.waveform(), cfg, basis), sink=sink, workers=max(1, workers),
                          nan_policy="zero", progress=progress, desc="log-mel")
     failures = [(f["path"], f["message"]) for f in stats.failures]
     if not sink.results:

@@ -1,0 +1,115 @@
+"""``audiosim check`` (verify a collection; writes nothing) and ``audiosim repair`` (make a damaged one sound again).
+
+Thin layers over :func:`audiosim.engine.integrity.check_collection` and
+:func:`~audiosim.engine.integrity.repair_collection`. Exit codes: 0 sound (warnings allowed),
+1 problems found (check) or left after a repair, 2 the command could not run (not a collection,
+locked by a writer, bad options).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from audiosim.commands.common import WAIT_HELP, show
+
+
+@click.command("check")
+@click.option("--collection", "collection_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Collection directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_context
+def check_cmd(ctx, collection_dir, as_json):
+    """Verify a collection: manifest, every part's size, sha256 and contents, ids, and the saved index.
+
+    Reads a snapshot without taking the writer lock and writes nothing, so it may run while
+    another process indexes. Exits 1 when it finds a problem (`audiosim repair` fixes it).
+    """
+    from audiosim.engine.integrity import check_collection
+
+    report = check_collection(collection_dir)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in check_lines(report):
+            click.echo(line)
+    ctx.exit(0 if report.ok else 1)
+
+
+@click.command("repair")
+@click.option("--collection", "collection_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Collection directory.")
+@click.option("--wait", default=None, type=float, help=WAIT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@click.pass_context
+def repair_cmd(ctx, collection_dir, wait, as_json):
+    """Make a damaged collection sound: drop unreadable parts, rebuild a lost manifest and the index.
+
+    Lists the audio files whose vectors were lost; `audiosim index` of their folder embeds them
+    again. Never touches audio files. Holds the writer lock while it works.
+    """
+    from audiosim.engine.integrity import repair_collection
+
+    report = repair_collection(collection_dir, wait=wait)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in repair_lines(report):
+            click.echo(line)
+    ctx.exit(0 if report.ok else 1)
+
+
+def _problem_lines(problems) -> list[str]:
+    lines = []
+    for p in problems:
+        lines.append(f"{p.severity}: {show(p.file)}: {show(p.problem)}")
+        lines.append(f"    fix: {show(p.fix)}")
+    return lines
+
+
+def check_lines(report) -> list[str]:
+    """The human-readable check report."""
+    head = f"collection {show(report.collection)}"
+    if report.revision is not None:
+        head += f": revision {report.revision}, {report.vectors} vectors in {report.parts} parts"
+        head += f", index {show(report.index)}" if report.index else ", no saved index"
+    lines = [head, *_problem_lines(report.problems)]
+    if report.ok:
+        lines.append("ok: every part matches its size and sha256 and reads back; ids are unique and below next_id; "
+                     + ("the index matches" if report.index else "nothing else to verify")
+                     + (f" ({len(report.warnings)} warnings)" if report.warnings else ""))
+    else:
+        lines.append(f"{len(report.errors)} problems: run `audiosim repair --collection {show(report.collection)}`")
+    return lines
+
+
+def repair_lines(report) -> list[str]:
+    """The human-readable repair report."""
+    from audiosim.engine.integrity import lost_summary
+
+    lines = []
+    if report.manifest_rebuilt:
+        lines.append(f"rebuilt collection.json from the parts on disk ({show(report.manifest_problem)})")
+    for d in report.dropped_parts:
+        lines.append(f"dropped {show(d['part'])} ({d['rows']} vectors): {show(d['reason'])}")
+    for r in report.restored_parts:
+        lines.append(f"restored {show(r['part'])} from {show(r['from'])} (its exact bytes)")
+    if report.removed_files:
+        lines.append(f"removed {len(report.removed_files)} temporary files of an interrupted write")
+    if report.index_rebuilt:
+        lines.append("rebuilt the index")
+    lines += [f"note: {show(n)}" for n in report.notes if report.repaired]
+    if report.lost_files:
+        how = "" if report.lost_files_exact else " (from the source folders: files that never indexed may be listed too)"
+        lines.append(f"lost the vectors of {len(report.lost_files)} audio files{how}; `audiosim index` of their folder "
+                     "embeds them again:")
+        lines += [f"  {show(f)}" for f in lost_summary(report.lost_files)]
+    if report.repaired:
+        lines.append(f"repaired {show(report.collection)}: {report.vectors} vectors, revision {report.revision}")
+    else:
+        lines.append(f"nothing to repair in {show(report.collection)}: {report.vectors} vectors, revision {report.revision}")
+    if report.after is not None and not report.ok:
+        lines.append("still wrong after the repair:")
+        lines += _problem_lines(report.after.errors)
+    return lines
