@@ -43,7 +43,7 @@ def build_recording(clips, *, seconds: float, max_gap: float, overlap: float, rn
         if clip.path not in waves:
             waves[clip.path] = load_audio(clip.path, sample_rate=SR)
         w = waves[clip.path]
-        if t + w.size / SR > seconds:
+        if t + w.size / SR > seconds + 1e-6:
             break
         start = int(round(t * SR))
         out[start:start + w.size] += w
