@@ -80,6 +80,7 @@ class MapperRecipe:
     segment_s: float | None = None
     segment_hop_s: float | None = None
     frames: bool = False
+    tags: bool = False
     expect: EmbedderInfo | None = None
 
     def __call__(self) -> EmbedMapper:
@@ -91,7 +92,7 @@ class MapperRecipe:
                 f"this worker loaded {model.info} but the collection's vectors come from {self.expect}; give every "
                 "worker the same weights (--weights PATH on a shared file system, or the same $AUDIOSIM_MODELS)")
         return EmbedMapper(model, self.pooling, segment_s=self.segment_s, segment_hop_s=self.segment_hop_s,
-                           frames=self.frames)
+                           frames=self.frames, tags=self.tags)
 
 
 def auto_processes(processes: int | str, *, files: int, device: str | None = None) -> int:
@@ -336,8 +337,12 @@ def index_folder(
     coll = existing or Collection.create(root, embedder=model.info, embedder_options=model.options(), pooling=spec,
                                          metric=metric, segment_s=segment_s, segment_hop_s=segment_hop_s,
                                          index_kind=index_kind or "flat", index_params=index_params,
-                                         exist_ok=True, wait=wait)
+                                         class_names=model.class_names(), exist_ok=True, wait=wait)
     coll.check_compatible(embedder=model.info, pooling=spec)
+    if coll.has_tags and model.class_map_sha256() != coll.manifest.class_map_sha256:
+        raise CollectionMismatchError(
+            f"{coll.root} stores tags of another class map than this {model.info.name} embedder's "
+            f"(--option class_map=...); use the class map the collection was made with, or a new --collection")
     with coll.writer(wait=wait, purpose="index") as w:
         fields = {}
         source = str(folder.resolve())
@@ -359,10 +364,13 @@ def index_folder(
             if gone:
                 w.delete(i for p in gone for i in stored[p].ids)
                 report.pruned_files = len(gone)
-        mapper = EmbedMapper(model, spec, segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s)
+        tags = w.collection.has_tags
+        mapper = EmbedMapper(model, spec, segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s,
+                             tags=tags)
         recipe = MapperRecipe(embedder=name, pooling=spec, options=options,
                               weights=str(weights) if weights is not None else None, device=device,
-                              segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s, expect=model.info)
+                              segment_s=w.manifest.segment_s, segment_hop_s=w.manifest.segment_hop_s, tags=tags,
+                              expect=model.info)
         if engine == "ray":
             from audiosim.engine.ray_ingest import RayStage
 

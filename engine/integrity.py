@@ -623,7 +623,7 @@ def _choose_settings(readable: list[dict], damaged: dict, root: Path) -> dict:
                       if json.dumps([info["meta"].get("embedder"), info["meta"].get("pooling")], sort_keys=True) == winner)
     from_parts = salvage({**newest, "format": 2}) if newest else {}
     keys = ("embedder", "pooling", "metric", "embedder_options", "segment_s", "segment_hop_s", "index_kind",
-            "index_params", "postprocess", "sources", "class_map_sha256", "created", "extra")
+            "index_params", "postprocess", "sources", "class_map_sha256", "class_names", "created", "extra")
     settings = {k: from_parts[k] if k in from_parts else damaged[k] for k in keys if k in from_parts or k in damaged}
     if "embedder" not in settings or "pooling" not in settings:
         raise CorruptCollectionError(

@@ -17,9 +17,10 @@ Fields
 * ``index_kind`` / ``index_params``: the index the user asked for; ``postprocess``: the label-free
   post-processing spec; ``index``: the saved index (its folder and the data revision it was
   built from), or ``None``.
-* ``sources``: the folders indexed into the collection; ``class_map_sha256``: the classifier's
-  class map when the collection stores tags; ``extra``: free-form fields of tools built on a
-  collection (the benchmark cache records its dataset there).
+* ``sources``: the folders indexed into the collection; ``class_map_sha256`` and
+  ``class_names``: the classifier's class map when the collection stores tags (None and empty
+  otherwise); ``extra``: free-form fields of tools built on a collection (the benchmark cache
+  records its dataset there).
 
 Validation
 ----------
@@ -114,6 +115,7 @@ class Manifest:
     index: IndexRecord | None = None
     sources: tuple[str, ...] = ()
     class_map_sha256: str | None = None
+    class_names: tuple[str, ...] = ()
     created: str = ""
     updated: str = ""
     audiosim_version: str = ""
@@ -143,6 +145,7 @@ class Manifest:
         d["parts"] = [asdict(p) for p in self.parts]
         d["index"] = asdict(self.index) if self.index is not None else None
         d["sources"] = list(self.sources)
+        d["class_names"] = list(self.class_names)
         return d
 
     @classmethod
@@ -199,6 +202,13 @@ class Manifest:
             problems.append(f"segment_s {self.segment_s} is not positive")
         if self.segment_hop_s is not None and (self.segment_s is None or not 0 < self.segment_hop_s <= self.segment_s):
             problems.append(f"segment_hop_s {self.segment_hop_s} is not in (0, segment_s]")
+        if self.class_map_sha256 is not None:
+            from audiosim.engine.embedders.base import class_names_sha256
+
+            if not self.class_names or class_names_sha256(self.class_names) != self.class_map_sha256:
+                problems.append("class_names do not match class_map_sha256 (the classifier's class map)")
+        elif self.class_names:
+            problems.append("class_names without a class_map_sha256")
         if self.index is not None and not INDEX_DIR_NAME.match(self.index.dir):
             problems.append(f"index folder {self.index.dir!r} is not of the form index/r<revision>")
         if problems:
@@ -347,6 +357,7 @@ _PARSERS = {
     "index": _index_record,
     "sources": lambda v: tuple(_str(s) for s in _list(v or [])),
     "class_map_sha256": lambda v: _opt(v, _str),
+    "class_names": lambda v: tuple(_str(s) for s in _list(v or [])),
     "created": _text,
     "updated": _text,
     "audiosim_version": _text,

@@ -37,36 +37,47 @@ class EmbedMapper:
     """
 
     def __init__(self, embedder, pooling: PoolingSpec, *, segment_s: float | None = None,
-                 segment_hop_s: float | None = None, frames: bool = False, chunk_s: float = DEFAULT_CHUNK_S) -> None:
+                 segment_hop_s: float | None = None, frames: bool = False, tags: bool = False,
+                 chunk_s: float = DEFAULT_CHUNK_S) -> None:
         self.embedder, self.pooling = embedder, pooling
         self.segment_s, self.segment_hop_s, self.frames, self.chunk_s = segment_s, segment_hop_s, frames, chunk_s
+        self.tags = tags
 
-    def embed(self, d: Decoded) -> tuple[np.ndarray, np.ndarray, float, str]:
-        """(frames, times, duration_s, sha256 of the bytes decoded) of one decoded (or to-be-streamed) file."""
+    def embed(self, d: Decoded) -> tuple:
+        """(frames, times, duration_s, sha256 of the bytes decoded, class scores or None) of one file."""
         from audiosim.engine.streaming import embed_file, embed_stream
 
         if d.audio is None and d.stream is not None:
             ef = embed_file(self.embedder, d.item.path, nan_policy=d.stream.nan_policy,
-                            max_duration_s=d.stream.max_duration_s, chunk_s=self.chunk_s)
-            return ef.frames, ef.times, ef.duration_s, ef.sha256
+                            max_duration_s=d.stream.max_duration_s, chunk_s=self.chunk_s, scores=self.tags)
+            return ef.frames, ef.times, ef.duration_s, ef.sha256, ef.scores
         if d.audio.size / d.sample_rate > self.chunk_s:
-            frames, times = embed_stream(self.embedder, [d.audio], chunk_s=self.chunk_s)
+            out = embed_stream(self.embedder, [d.audio], chunk_s=self.chunk_s, scores=self.tags)
+        elif self.tags:
+            out = self.embedder.embed_frames_with_scores(d.audio)
         else:
-            frames, times = self.embedder.embed_frames(d.audio)
-        return frames, times, d.duration_s, d.sha256
+            out = self.embedder.embed_frames(d.audio)
+        return out[0], out[1], d.duration_s, d.sha256, (out[2] if self.tags else None)
 
     def __call__(self, d: Decoded) -> Rows:
+        from audiosim.engine.tags import vector_tags
+
         info = self.embedder.info
-        frames, times, duration, sha = self.embed(d)
+        frames, times, duration, sha, scores = self.embed(d)
+        t = np.asarray(times, dtype=np.float64)
         if self.frames:
-            t = np.asarray(times, dtype=np.float64)
-            return Rows(path=[d.item.path] * len(t), content_sha256=[sha] * len(t), offset_s=t,
-                        duration_s=np.clip(duration - t, 1e-9, info.window_s), label=[d.item.label] * len(t),
+            members = [np.array([i]) for i in range(len(t))]
+            rows = dict(offset_s=t, duration_s=np.clip(duration - t, 1e-9, info.window_s),
                         embedding=np.asarray(frames, dtype=np.float32))
-        pooled = segment_frames(frames, times, segment_s=self.segment_s, segment_hop_s=self.segment_hop_s,
-                                duration_s=duration, pooling=self.pooling)
-        n = len(pooled)
-        return Rows(path=[d.item.path] * n, content_sha256=[sha] * n,
-                    offset_s=np.array([p[0] for p in pooled], dtype=np.float64),
-                    duration_s=np.array([p[1] for p in pooled], dtype=np.float64),
-                    label=[d.item.label] * n, embedding=np.stack([p[2] for p in pooled]).astype(np.float32))
+        else:
+            if self.segment_s:
+                offsets, durations, members = segments_with_frames(t, duration, segment_s=self.segment_s,
+                                                                   hop_s=self.segment_hop_s)
+            else:
+                offsets, durations, members = np.zeros(1), np.array([duration]), [np.arange(len(t))]
+            rows = dict(offset_s=np.asarray(offsets, dtype=np.float64), duration_s=np.asarray(durations, dtype=np.float64),
+                        embedding=np.stack([self.pooling(frames[m]) for m in members]).astype(np.float32))
+        n = len(rows["offset_s"])
+        tag_ids, tag_scores = vector_tags(scores, members) if self.tags else (None, None)
+        return Rows(path=[d.item.path] * n, content_sha256=[sha] * n, label=[d.item.label] * n, tag_ids=tag_ids,
+                    tag_scores=tag_scores, **rows)

@@ -223,7 +223,7 @@ class Searcher:
         return self
 
     def __len__(self) -> int:
-        return len(self._state.items)
+        return len(self._current().items)
 
     # ------------------------------------------------------------------ items
     def item(self, id: int) -> Item:
@@ -522,8 +522,7 @@ class Searcher:
 
 def _tag_arrays(items: ItemTable):
     """(class ids [n, N], scores [n, N]) of the stored tags, or None for a collection without tags."""
-    ids = getattr(items, "tag_ids", None)
-    return None if ids is None else (ids, items.tag_scores)
+    return None if items.tag_ids is None else (items.tag_ids, items.tag_scores)
 
 
 @dataclass(frozen=True)

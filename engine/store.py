@@ -64,7 +64,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from audiosim import __version__
-from audiosim.engine.embedders.base import EmbedderInfo
+from audiosim.engine.embedders.base import EmbedderInfo, class_names_sha256
 from audiosim.engine.lock import WriterLock
 from audiosim.engine.manifest import FORMAT_VERSION, IndexRecord, Manifest, ManifestError, PartRecord
 from audiosim.engine.pooling import PoolingSpec
@@ -91,8 +91,9 @@ def _now() -> str:
 class Rows:
     """A batch of vectors with their provenance (all columns but ``id``).
 
-    ``tags``: for collections that store classifier tags, one tuple of ``(class name, score)``
-    pairs per row (best first); ``None`` otherwise.
+    ``tag_ids`` / ``tag_scores``: for collections that store classifier tags, each row's best
+    classes (index into the collection's ``class_names``, -1 = none) and their scores, best first
+    ([n, N] int16 and float32, :func:`audiosim.engine.tags.top_tags`); ``None`` otherwise.
     """
 
     path: list[str]
@@ -101,7 +102,8 @@ class Rows:
     duration_s: np.ndarray
     label: list[str | None]
     embedding: np.ndarray  # [n, dim] float32
-    tags: list[tuple[tuple[str, float], ...]] | None = None
+    tag_ids: np.ndarray | None = None
+    tag_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.path)
@@ -109,7 +111,8 @@ class Rows:
     @classmethod
     def concat(cls, batches: Iterable["Rows"]) -> "Rows":
         b = list(batches)
-        has_tags = bool(b) and all(r.tags is not None for r in b)
+        has_tags = bool(b) and all(r.tag_ids is not None for r in b)
+        width = max((r.tag_ids.shape[1] for r in b), default=0) if has_tags else 0
         return cls(
             path=[p for r in b for p in r.path],
             content_sha256=[s for r in b for s in r.content_sha256],
@@ -117,8 +120,13 @@ class Rows:
             duration_s=np.concatenate([r.duration_s for r in b]) if b else np.zeros(0),
             label=[x for r in b for x in r.label],
             embedding=np.concatenate([r.embedding for r in b]) if b else np.zeros((0, 0), np.float32),
-            tags=[t for r in b for t in r.tags] if has_tags else None,
+            tag_ids=np.concatenate([_pad_tags(r.tag_ids, width, -1) for r in b]) if has_tags else None,
+            tag_scores=np.concatenate([_pad_tags(r.tag_scores, width, np.nan) for r in b]) if has_tags else None,
         )
+
+
+def _pad_tags(a: np.ndarray, width: int, fill) -> np.ndarray:
+    return a if a.shape[1] == width else np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,8 @@ class ItemTable:
     offset_s: np.ndarray
     duration_s: np.ndarray
     content_sha256: tuple[str, ...] = ()
-    tags: tuple | None = None
+    tag_ids: np.ndarray | None = None  # [n, N] stored classifier tags (collections with tags)
+    tag_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -188,13 +197,15 @@ class Collection:
     def create(cls, root: str | Path, *, embedder: EmbedderInfo | dict, embedder_options: dict | None = None,
                pooling: PoolingSpec | dict, metric: str = "cosine", segment_s: float | None = None,
                segment_hop_s: float | None = None, index_kind: str = "flat", index_params: dict | None = None,
-               class_map_sha256: str | None = None, extra: dict | None = None, exist_ok: bool = False,
+               class_names: Sequence[str] | None = None, extra: dict | None = None, exist_ok: bool = False,
                wait: float | None = None) -> "Collection":
         """A new, empty collection (the folder may exist but must not hold one).
 
         ``exist_ok=True``: when another process created the collection first (two ``audiosim
         index`` runs starting at once), open it instead -- provided it has the same embedder,
         pooling, metric and segments; otherwise a :class:`CollectionMismatchError`.
+        ``class_names``: the embedder's classifier classes; the collection then stores each
+        vector's top tags (``tags`` column) and records the class map and its sha256.
         """
         from audiosim.indexes.vectors import canonical_metric
 
@@ -215,8 +226,9 @@ class Collection:
             now = _now()
             m = Manifest(embedder=info, pooling=spec, dim=spec.dim(info.dim), metric=metric,
                          embedder_options=dict(embedder_options or {}), segment_s=segment_s, segment_hop_s=segment_hop_s,
-                         index_kind=index_kind, index_params=dict(index_params or {}), class_map_sha256=class_map_sha256,
-                         created=now, updated=now, audiosim_version=__version__, extra=dict(extra or {}))
+                         index_kind=index_kind, index_params=dict(index_params or {}),
+                         class_map_sha256=class_names_sha256(class_names) if class_names else None,
+                         class_names=tuple(class_names or ()), created=now, updated=now, audiosim_version=__version__, extra=dict(extra or {}))
             if cls.exists(root):
                 if not exist_ok:
                     raise CollectionError(f"{root} already holds a collection")
@@ -291,6 +303,27 @@ class Collection:
     @property
     def has_tags(self) -> bool:
         return self.manifest.class_map_sha256 is not None
+
+    @property
+    def class_map(self):
+        """The classifier's :class:`audiosim.engine.tags.ClassMap` when the collection stores tags, else None."""
+        if not self.has_tags:
+            return None
+        from audiosim.engine.tags import ClassMap
+
+        return ClassMap(self.manifest.class_names)
+
+    def tag_counts(self, *, min_score: float | None = None) -> list[tuple[str, int]]:
+        """(tag, how many vectors carry it with at least ``min_score``), most frequent first."""
+        from audiosim.errors import AudiosimError as _Err
+        from audiosim.engine.tags import COUNT_MIN_SCORE, tag_counts
+
+        if not self.has_tags:
+            raise _Err(f"{self.root} stores no classifier tags (its embedder {self.embedder.name!r} has no classifier "
+                       "head, or it was indexed before tags existed); index with yamnet or panns to get tags")
+        items = self.items()
+        return tag_counts(items.tag_ids, items.tag_scores, self.manifest.class_names,
+                          min_score=COUNT_MIN_SCORE if min_score is None else min_score)
 
     def __len__(self) -> int:
         return self.manifest.count
@@ -452,7 +485,7 @@ class Collection:
                          labels=labels, offset_s=t["offset_s"].to_numpy().astype(np.float64),
                          duration_s=t["duration_s"].to_numpy().astype(np.float64),
                          content_sha256=tuple(t["content_sha256"].to_pylist()),
-                         tags=tuple(_tags_from_column(t[TAGS])) if self.has_tags else None)
+                         **_tag_arrays(t[TAGS] if self.has_tags else None))
 
     def files(self) -> dict[str, StoredFile]:
         """path -> :class:`StoredFile` (content sha256, ids, label) for every stored file."""
@@ -587,7 +620,7 @@ class CollectionWriter:
         if not np.isfinite(emb).all():
             raise CollectionError("refusing to store non-finite embeddings")
         has_tags = self.collection.has_tags
-        if has_tags and rows.tags is None:
+        if has_tags and rows.tag_ids is None:
             raise CollectionError(f"{self.root} stores classifier tags; these rows have none (use an embedder with a classifier head)")
         columns = {
             "id": pa.array(ids, pa.int64()),
@@ -599,8 +632,9 @@ class CollectionWriter:
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), m.dim),
         }
         if has_tags:
-            columns[TAGS] = pa.array([[{"tag": t, "score": float(s)} for t, s in tags] for tags in rows.tags],
-                                     _tags_type())
+            from audiosim.engine.tags import tags_to_arrow
+
+            columns[TAGS] = tags_to_arrow(rows.tag_ids, rows.tag_scores)
         table = pa.table(columns, schema=_schema(m.dim, _metadata(m), tags=has_tags))
         name = f"{PARTS}/part-{m.revision + 1:08d}-{uuid.uuid4().hex[:12]}.parquet"
         final = self.root / name
@@ -957,9 +991,9 @@ def _metadata(m: Manifest) -> dict:
 
 
 def _tags_type():
-    import pyarrow as pa
+    from audiosim.engine.tags import tags_arrow_type
 
-    return pa.list_(pa.struct([("tag", pa.string()), ("score", pa.float32())]))
+    return tags_arrow_type()
 
 
 def _schema(dim: int, metadata: dict, *, tags: bool = False):
@@ -1055,8 +1089,14 @@ def embedding_matrix(table, dim: int) -> np.ndarray:
     return np.asarray(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
 
 
-def _tags_from_column(col) -> list[tuple[tuple[str, float], ...]]:
-    return [tuple((d["tag"], float(d["score"])) for d in row) for row in col.to_pylist()]
+def _tag_arrays(col) -> dict:
+    """``{"tag_ids": ..., "tag_scores": ...}`` from a ``tags`` column (both None without one)."""
+    if col is None:
+        return {"tag_ids": None, "tag_scores": None}
+    from audiosim.engine.tags import TOP_N, tags_from_arrow
+
+    ids, scores = tags_from_arrow(col, n=TOP_N)
+    return {"tag_ids": ids, "tag_scores": scores}
 
 
 def rows_from_table(table, dim: int) -> Rows:
@@ -1067,7 +1107,7 @@ def rows_from_table(table, dim: int) -> Rows:
         duration_s=table["duration_s"].to_numpy(),
         label=table["label"].to_pylist(),
         embedding=embedding_matrix(table, dim),
-        tags=_tags_from_column(table[TAGS]) if TAGS in table.column_names else None,
+        **_tag_arrays(table[TAGS] if TAGS in table.column_names else None),
     )
 
 

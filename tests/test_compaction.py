@@ -50,12 +50,17 @@ def verify_files(coll: Collection) -> None:
     assert sum(p.rows for p in coll.manifest.parts) == len(coll)
 
 
+CLASSES = ("Speech", "Dog", "Cat")
+
+
 def toy_rows(n, rng, start, *, tags=False):
+    ids = np.tile(np.array([[0, 1]], np.int16), (n, 1))  # Speech, then Dog
+    scores = np.column_stack([rng.random(n).astype(np.float32), np.full(n, 0.125, np.float32)])
     return Rows(path=[f"/d/{start + i}.wav" for i in range(n)], content_sha256=[f"{start + i:064x}" for i in range(n)],
                 offset_s=rng.uniform(0, 9, n), duration_s=rng.uniform(0.1, 2, n),
                 label=[None if i % 3 == 0 else f"k{i % 2}" for i in range(n)],
                 embedding=rng.standard_normal((n, 8)).astype(np.float32),
-                tags=[(("Speech", float(np.float32(rng.random()))), ("Dog", 0.125)) for _ in range(n)] if tags else None)
+                tag_ids=ids if tags else None, tag_scores=scores if tags else None)
 
 
 def test_compaction_keeps_every_row_and_the_index(demo_folder, tmp_path):
@@ -90,7 +95,7 @@ def test_compaction_keeps_every_row_and_the_index(demo_folder, tmp_path):
 
 
 def test_tags_column_survives(tmp_path, rng):
-    coll = Collection.create(tmp_path / "t", embedder=EMB, pooling=POOL, class_map_sha256="ef" * 32)
+    coll = Collection.create(tmp_path / "t", embedder=EMB, pooling=POOL, class_names=CLASSES)
     with coll.writer() as w:
         for start in range(0, 60, 6):
             w.append(toy_rows(6, rng, start, tags=True))
@@ -100,7 +105,9 @@ def test_tags_column_survives(tmp_path, rng):
     coll.refresh()
     assert report.new_parts == 1 and len(coll.manifest.parts) == 1
     assert snapshot(coll) == before
-    assert coll.items().tags[5] == (("Speech", before[0][5]["tags"][0]["score"]), ("Dog", 0.125))
+    items = coll.items()
+    assert items.tag_ids[5, :2].tolist() == [0, 1] and (items.tag_ids[5, 2:] == -1).all()
+    assert items.tag_scores[5, :2].tolist() == [before[0][5]["tags"][0]["score"], 0.125]
     verify_files(coll)
 
 
