@@ -101,8 +101,7 @@ def compact(writer, *, target_bytes: int = TARGET_BYTES) -> CompactionReport:
     coll = writer.collection
     merged = rows = 0
     for group in groups:
-        cols = coll._columns(None)
-        tables = [coll._read(lambda m, p=p, cols=cols: coll._read_part(p, cols)) for p in group]
+        tables = [coll.read_part(p) for p in group]
         table = pa.concat_tables(tables).sort_by("id")
         want = sum(p.rows for p in group)
         if table.num_rows != want:

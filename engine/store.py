@@ -402,6 +402,11 @@ class Collection:
 
         return self._read(read)
 
+    def read_part(self, part: PartRecord, columns: Iterable[str] | None = None):
+        """One part of the snapshot as a pyarrow Table (every column by default), verified as every read is."""
+        cols = self._columns(columns)
+        return self._read(lambda m: self._read_part(part, cols))
+
     def iter_batches(self, columns: Iterable[str] | None = None, *, batch_rows: int = 65536) -> Iterator:
         """pyarrow RecordBatches of the snapshot, part by part (ids ascending within a part), bounded memory.
 
