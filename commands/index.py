@@ -8,6 +8,8 @@ import click
 
 from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
 
+INDEX_KINDS = ("flat", "hnsw", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto")  # audiosim.indexes.kinds.kind_names()
+
 
 @click.command("index")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
@@ -20,8 +22,13 @@ from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
 @click.option("--device", default=None, help="Device for torch embedders (cpu, cuda).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Embedder option, repeatable (e.g. variant=Cnn14_16k, window_s=2, postprocess=pca8).")
-@click.option("--index-kind", default=None,
-              help="FAISS index kind: flat (exact, the default), hnsw, ivf, ... (see README) [default: the collection's].")
+@click.option("--memory-budget", default=None, metavar="SIZE",
+              help="With --index-kind auto: the most memory the index may hold, e.g. 512M or 4G [default: 2G].")
+@click.option("--target-recall", default=None, type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="With --index-kind auto: the recall@10 its search setting is tuned to reach [default: 0.95].")
+@click.option("--index-kind", default=None, type=click.Choice(INDEX_KINDS),
+              help="FAISS index: flat (exact, the default), hnsw, ivf, sq8, hnswsq, ivfsq8, ivfpq, or auto (chosen "
+                   "from the collection's size and --memory-budget, tuned to --target-recall) [default: the collection's].")
 @click.option("--postprocess", default=None, metavar="SPEC",
               help="Label-free post-processing fitted on the collection's vectors, e.g. power+center+whiten:256 ('none' removes it).")
 @click.option("--prune", is_flag=True, help="Drop vectors of files under FOLDER that no longer exist.")
@@ -58,7 +65,8 @@ from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
 @click.option("--wait", default=None, type=float, help=WAIT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, index_kind, postprocess, prune,
+def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, memory_budget, target_recall,
+              index_kind, postprocess, prune,
               workers, processes, engine, ray_address, num_actors, gpus_per_actor, no_compact, segment_s, label_from,
               labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet, segment_hop_s, max_duration_s):
     """Embed every audio file under FOLDER into a collection and (re)build its index."""
@@ -66,6 +74,7 @@ def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device
     from audiosim.engine.ingest import index_folder
 
     report = index_folder(folder, collection_dir, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
+                          index_params=_auto_params(index_kind, memory_budget, target_recall),
                           segment_hop_s=segment_hop_s, max_duration_s=max_duration_s or None,
                           labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
                           device=device, embedder_options=parse_options(options), index_kind=index_kind,
@@ -92,6 +101,20 @@ def _processes(text: str) -> int | str:
     if n < 0:
         raise AudiosimError(f"--processes takes 'auto' or a number of worker processes (0: embed in this process), got {text!r}")
     return n
+
+
+def _auto_params(kind, memory_budget, target_recall) -> dict | None:
+    """``--memory-budget`` / ``--target-recall`` as the index parameters of ``--index-kind auto``."""
+    from audiosim.errors import AudiosimError
+
+    if memory_budget is None and target_recall is None:
+        return None
+    if kind != "auto":
+        raise AudiosimError("--memory-budget and --target-recall tune --index-kind auto; add --index-kind auto")
+    from audiosim.indexes.auto import DEFAULT_MEMORY_BUDGET, DEFAULT_TARGET_RECALL, parse_bytes
+
+    return {"memory_budget": parse_bytes(memory_budget if memory_budget is not None else DEFAULT_MEMORY_BUDGET),
+            "target_recall": DEFAULT_TARGET_RECALL if target_recall is None else float(target_recall)}
 
 
 def summary_lines(report) -> list[str]:

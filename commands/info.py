@@ -51,11 +51,26 @@ def info_cmd(collection_dir, as_json):
     if info["postprocess"]:
         click.echo(f"postprocess  {info['postprocess']}")
     idx = info["index"]
-    if info["index_kind"] != "flat" or (idx is not None and not idx["fresh"]) or (idx and idx.get("sidecar", {}).get("tuning")):
-        state = "missing" if idx is None else ("current" if idx["fresh"] else f"built at revision {idx['revision']}, rebuilt by the next `audiosim index`")
-        click.echo(f"index        {info['index_kind']} ({state})")
+    if info["index_kind"] != "flat" or (idx is not None and not idx["fresh"]):
+        state = "missing" if idx is None else ("current" if idx["fresh"] else
+                                               f"built at revision {idx['revision']}, updated by the next `audiosim index`")
+        click.echo(f"index        {info['index_kind']} ({state}){_build_text(idx)}")
     if info["labels"]:
         click.echo(f"labels       {len(info['labels'])}: " + ", ".join(f"{show(k)} ({v})" for k, v in info["labels"].items()))
+
+
+def _build_text(idx: dict | None) -> str:
+    """What an ``auto`` index chose and measured, from its sidecar."""
+    side = (idx or {}).get("sidecar") or {}
+    build = side.get("build") or {}
+    if build.get("requested") != "auto":
+        return ""
+    params = ", ".join(f"{k}={v}" for k, v in (side.get("params") or {}).items() if v not in (None, 0, False))
+    knob = f", {build['knob']} {build['value']}" if build.get("knob") else ""
+    mb = (build.get("memory_bytes") or side.get("memory_bytes") or 0) / 1e6
+    return (f": chose {build.get('kind')} ({params}{knob}); recall@{build.get('k', 10)} {build.get('measured_recall', 0):.3f} "
+            f"measured on {build.get('queries', 0)} held-out queries (target {build.get('target_recall')}), "
+            f"{mb:.1f} MB")
 
 
 @click.command("embedders")

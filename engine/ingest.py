@@ -319,9 +319,18 @@ def index_folder(
         where=str(root))
     post = canonical_spec(postprocess) if postprocess is not None else None
     if index_kind is not None:
-        from audiosim.indexes.kinds import index_class
+        from audiosim.indexes.kinds import AUTO, index_class
 
-        index_class(index_kind)  # an unknown kind fails before any work
+        if index_kind != AUTO:
+            index_class(index_kind)  # an unknown kind fails before any work
+    if index_params is not None and index_kind is not None:
+        from audiosim.indexes.kinds import AUTO, make_index
+
+        if index_kind != AUTO:  # parameters the kind does not take fail before any work
+            try:
+                make_index(index_kind, dim=8, metric="cosine", **index_params)
+            except TypeError as e:
+                raise AudiosimError(f"--index-kind {index_kind} does not take {e}") from None
     options = dict(existing.manifest.embedder_options) if existing is not None else {}
     options.update(embedder_options or {})
     model = make_embedder(name, weights=weights, device=device, options=options)

@@ -293,7 +293,8 @@ def _check_index(root: Path, m: Manifest, ids: np.ndarray, sample: dict, *, comp
         return [Problem(str(d / "index.json"), str(e), rebuild)]
     expect = {"kind": rec.kind, "metric": m.metric, "count": rec.count, "collection_revision": rec.revision,
               "postprocess": rec.postprocess}
-    wrong = [f"{k} {sidecar.get(k)!r} (manifest: {v!r})" for k, v in expect.items() if sidecar.get(k) != v]
+    got = {**sidecar, "kind": (sidecar.get("build") or {}).get("requested", sidecar.get("kind"))}  # auto: what was asked
+    wrong = [f"{k} {got.get(k)!r} (manifest: {v!r})" for k, v in expect.items() if got.get(k) != v]
     if wrong:
         return [Problem(str(d / "index.json"), "the sidecar disagrees with the manifest: " + ", ".join(wrong), rebuild)]
     try:

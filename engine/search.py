@@ -38,6 +38,7 @@ from audiosim.engine.store import Collection, ItemTable
 from audiosim.errors import AudiosimError, CollectionChangingError, CollectionMismatchError, ItemNotFoundError
 
 EXACT_FALLBACK_MAX = 200_000
+MIN_CANDIDATES = 10
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,7 @@ class Searcher:
             raise ItemNotFoundError(f"{self.collection.root} holds no item with id {int(ids[pos < 0][0])}")
         own = [state.items.paths[int(state.items.path_code[p])] for p in pos]
         tags = [self._stored_tags(state.items, int(p)) for p in pos]
-        return _Queries(state.index.index.reconstruct(ids), own, tags, batch, 0.0, 0.0)
+        return _Queries(_stored(state, ids), own, tags, batch, 0.0, 0.0)
 
     def _load_clip(self, path: str) -> np.ndarray:
         from audiosim.engine.audio import load_audio
@@ -485,31 +486,33 @@ class Searcher:
             if filters.exclude_same_file and own_path is not None and own_path in path_code:
                 mask = (np.ones(len(items), bool) if mask is None else mask.copy())
                 mask &= items.path_code != path_code[own_path]
+            # ask the index for at least MIN_CANDIDATES: approximate kinds are tuned for recall at 10
             if mask is None:
-                kk = min(k, len(items))
-                res = vindex.search(q[None, :], kk)
+                kk = min(max(k, MIN_CANDIDATES), len(items))
+                res = vindex.search(q[None, :], kk, fetch=state.index.fetch)
                 scores, ids = res.scores[0], res.ids[0]
             else:
                 allowed = items.ids[mask]
-                kk = min(k, allowed.size)
+                kk = min(max(k, MIN_CANDIDATES), allowed.size)
                 if kk == 0:
                     out.append([])
                     continue
-                res = vindex.search(q[None, :], kk, allowed_ids=allowed)
+                res = vindex.search(q[None, :], kk, allowed_ids=allowed, fetch=state.index.fetch)
                 scores, ids = res.scores[0], res.ids[0]
                 if (ids >= 0).sum() < kk and allowed.size <= EXACT_FALLBACK_MAX:
-                    scores, ids = self._exact(vindex, q, allowed, kk)
+                    scores, ids = self._exact(state, q, allowed, kk)
             keep = ids >= 0
-            scores, ids = scores[keep], ids[keep]
+            scores, ids = scores[keep][:k], ids[keep][:k]
             qtags = query_tags[n] if query_tags is not None else ()
             out.append([self._hit(items, rank, s, int(p), qtags)
                         for rank, (s, p) in enumerate(zip(scores, items.positions(ids)), 1)])
         return out
 
     @staticmethod
-    def _exact(vindex, q: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(state: _State, q: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores over the allowed ids (completes what an approximate index missed under a filter)."""
-        X = vindex.reconstruct(allowed)
+        vindex = state.index.index
+        X = vindex.prepare(_stored(state, allowed))
         qq = vindex.prepare(q[None, :])[0]
         if vindex.metric == "cosine":
             s = X @ qq
@@ -518,6 +521,14 @@ class Searcher:
             s = np.sqrt(np.maximum(((X - qq) ** 2).sum(axis=1), 0.0))
             order = np.argsort(s, kind="stable")[:k]
         return s[order].astype(np.float32), allowed[order]
+
+
+def _stored(state: _State, ids: np.ndarray) -> np.ndarray:
+    """The vectors of ``ids`` in index space, exactly: from the index when it keeps full vectors, else from Parquet."""
+    vindex = state.index.index
+    if vindex.code_bytes() >= 4 * vindex.dim:  # flat, HNSW-Flat, IVF-Flat keep float vectors
+        return vindex.reconstruct(ids)
+    return state.index.fetch(np.asarray(ids, dtype=np.int64))
 
 
 def _tag_arrays(items: ItemTable):

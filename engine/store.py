@@ -1087,8 +1087,10 @@ def part_table_problem(table, part: PartRecord, *, expected) -> str | None:
 
 
 def embedding_matrix(table, dim: int) -> np.ndarray:
-    """The ``embedding`` column of a pyarrow table as a float32 [n, dim] matrix."""
-    col = table["embedding"].combine_chunks()
+    """The ``embedding`` column of a pyarrow Table or RecordBatch as a float32 [n, dim] matrix."""
+    col = table["embedding"]
+    if hasattr(col, "combine_chunks"):
+        col = col.combine_chunks()
     if len(col) == 0:
         return np.zeros((0, dim), np.float32)
     return np.asarray(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)

@@ -4,29 +4,56 @@
   similarities (higher is closer).
 * ``euclidean``: scores are Euclidean distances (lower is closer).
 
-Ids are the caller's int64 ids (FAISS ``IndexIDMap2``). A search may be restricted to a set
-of allowed ids; the restriction runs inside FAISS (an ``IDSelector`` in the search
+Ids are the caller's int64 ids, never reused after a removal. A search may be restricted to a
+set of allowed ids; the restriction runs inside FAISS (an ``IDSelector`` in the search
 parameters), so ``k`` hits come back whenever at least ``k`` allowed vectors exist (exact
-kinds) rather than a post-filter of the top ``k``. An index is saved as ``faiss.index`` plus
-an ``index.json`` sidecar recording kind, parameters, metric, dim, count and the file's
-sha256; :func:`audiosim.indexes.kinds.load_index` reads any kind back.
+kinds) rather than a post-filter of the top ``k``.
+
+Lifecycle: ``make_index`` (kinds.py) -> :meth:`VectorIndex.train` on a sample (kinds that learn
+a structure; ``add`` on an untrained index trains on its first batch) -> :meth:`~VectorIndex.add`
+batch by batch -> :meth:`~VectorIndex.search` -> :meth:`~VectorIndex.save`. ``add`` on a trained
+index never retrains; :func:`audiosim.indexes.maintenance.needs_retrain` says when to rebuild.
+:meth:`~VectorIndex.remove` drops ids (kinds FAISS cannot remove from, HNSW and on-disk IVF
+lists, keep the removed ids as tombstones that every search excludes inside FAISS).
+
+Exact re-ranking: ``search(..., fetch=f, rerank=r)`` takes the index's top ``r * k``
+candidates and re-scores them exactly with ``f(ids: int64[n]) -> float32[n, dim]``, a callable
+returning the stored float vectors as they were added (the index normalises them for cosine),
+so the scores a re-ranked search returns are exact. An index made with ``rerank=r > 0`` (as
+:func:`audiosim.indexes.auto.choose_and_build` makes compressed ones) needs ``fetch`` on every
+search, or ``rerank=0`` to accept approximate scores.
+
+On disk an index is a directory: ``faiss.index``, sometimes ``lists.<hex>.ivfdata`` (IVF
+inverted lists kept on disk and memory-mapped, see ivf.py) and ``removed.npy`` (tombstones),
+plus an ``index.json`` sidecar written last: kind, parameters, metric, dim, count, resident
+``memory_bytes``, ``trained_for`` (the number of vectors the trained structure was built for),
+``build`` (how :mod:`audiosim.indexes.auto` chose and tuned it) and ``files`` (bytes and sha256
+of every file, except the sha256 of ``.ivfdata`` lists, which are checked by size only: they may
+be larger than RAM). :func:`audiosim.indexes.kinds.load_index` reads any kind back and verifies
+the files.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import VectorIndexError
+from audiosim.errors import AudiosimError, VectorIndexError
 from audiosim.indexes.vectors import canonical_metric, l2_normalize
 
 INDEX_FILE = "faiss.index"
 SIDECAR = "index.json"
+REMOVED_FILE = "removed.npy"
+FORMAT = 2
+
+Fetch = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -42,35 +69,65 @@ class SearchResult:
         return self.metric == "cosine"
 
 
-class VectorIndex:
-    """Base class of the FAISS index kinds (flat, hnsw, ivf, ...).
+def id_array(ids) -> np.ndarray:
+    """``ids`` as a contiguous 1-D int64 array."""
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
 
-    Subclasses say how the FAISS index under the id map is made (:meth:`_make_base`), trained
-    (:meth:`_train`), configured after loading (:meth:`_configure`), and which search
-    parameters carry an id selector (:meth:`_search_params`).
+
+def merge_topk(scores: list[np.ndarray], ids: list[np.ndarray], k: int, *, higher_is_closer: bool):
+    """Best ``k`` of several (scores, ids) result blocks per query; -1 ids sort last."""
+    s = np.concatenate(scores, axis=1)
+    i = np.concatenate(ids, axis=1)
+    key = np.where(i < 0, np.inf, -s if higher_is_closer else s)
+    order = np.argsort(key, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+class VectorIndex:
+    """Base class of the FAISS index kinds.
+
+    Subclasses say how the FAISS index is made (:meth:`_make_base`), trained (:meth:`_train`),
+    configured after loading (:meth:`_configure`), which search parameters carry an id
+    selector (:meth:`_search_params`) and how much memory it holds (:meth:`memory_bytes`).
 
     ``device="gpu"`` searches on all GPUs FAISS can see (needs a GPU build of FAISS); the
-    default ``"cpu"`` never touches one. Saved files always hold the CPU index.
+    default ``"cpu"`` never touches one. Filtered searches and searches of an index holding
+    tombstones run on the CPU copy (FAISS GPU indexes take no id selector). Saved files always
+    hold the CPU index.
     """
 
     KIND = "base"
     GPU = True  # whether FAISS can search this kind on a GPU
+    ID_MAP = True  # wrap in IndexIDMap2 (False: the FAISS index stores the ids itself, as IVF does)
+    NATIVE_REMOVE = True  # False: removed ids become tombstones
+    TRAINED = False  # whether the kind learns a structure from data (the retrain policy applies)
+    KNOB: str | None = None  # the search-time speed/recall attribute tune() adjusts
 
-    def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu") -> None:
+    def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu", rerank: int = 0) -> None:
         import faiss
 
         if device not in ("cpu", "gpu"):
             raise VectorIndexError(f"device must be 'cpu' or 'gpu', got {device!r}")
         if device == "gpu" and not self.GPU:
-            raise VectorIndexError(f"FAISS has no GPU {self.KIND.upper()} search; use device='cpu', or the flat or ivf kind on a GPU")
+            raise VectorIndexError(f"FAISS has no GPU {self.KIND.upper()} search; use device='cpu', or the flat or ivf kinds on a GPU")
         try:
             self.metric = canonical_metric(metric)
-        except Exception as e:
+        except AudiosimError as e:
             raise VectorIndexError(str(e)) from None
+        if int(dim) < 1:
+            raise VectorIndexError(f"dim must be >= 1, got {dim}")
+        if int(rerank) < 0:
+            raise VectorIndexError(f"rerank must be >= 0 (0 = no exact re-ranking), got {rerank}")
         self.dim = int(dim)
         self.device = device
+        self.rerank = int(rerank)
+        self.trained_for: int | None = None
+        self.build_info: dict = {}
         self._gpu_index = None
-        self._index = faiss.IndexIDMap2(self._make_base(faiss))
+        self._removed = np.zeros(0, np.int64)
+        self._removed_sel = None
+        base = self._make_base(faiss)
+        self._index = faiss.IndexIDMap2(base) if self.ID_MAP else base
 
     # ------------------------------------------------------------------ for subclasses
     def _faiss_metric(self, faiss):
@@ -80,7 +137,8 @@ class VectorIndex:
         raise NotImplementedError
 
     def _train(self, x: np.ndarray) -> None:
-        """Kinds with a trained structure learn it from the first vectors added."""
+        """Learn the kind's structure from prepared vectors ``x``."""
+        self._index.train(x)
 
     def _configure(self) -> None:
         """Apply search-time parameters to a freshly loaded FAISS index."""
@@ -91,13 +149,54 @@ class VectorIndex:
 
         return faiss.SearchParameters(sel=selector)
 
-    def params(self) -> dict:
-        """Construction parameters recorded in the sidecar."""
-        return {}
+    @staticmethod
+    def _io_flags(faiss) -> int:
+        """Extra FAISS read flags for this kind."""
+        return 0
 
-    # ------------------------------------------------------------------ use
+    def params(self) -> dict:
+        """Construction parameters recorded in the sidecar (``make_index(kind, **params)`` remakes it)."""
+        return {"rerank": self.rerank}
+
+    def code_bytes(self) -> int:
+        """Bytes per stored vector in the FAISS structure (codes, without ids or links)."""
+        return 4 * self.dim
+
+    def estimate_bytes(self, n: int, *, ondisk: bool = False) -> int:
+        """Resident bytes this kind, with these parameters, needs for ``n`` vectors (``ondisk``: lists mapped)."""
+        return int(n) * (self.code_bytes() + (48 if self.ID_MAP else 8))
+
+    def memory_bytes(self) -> int:
+        """Resident bytes of the index (codes, ids, links, centroids), excluding memory-mapped lists."""
+        return self.estimate_bytes(self._ntotal()) + 8 * self.removed_count
+
+    def knob_values(self, k: int) -> list[int]:
+        """Ascending candidate values of :attr:`KNOB` for :func:`audiosim.indexes.auto.tune`."""
+        return []
+
+    # ------------------------------------------------------------------ state
     def __len__(self) -> int:
+        return self._ntotal() - int(self._removed.size)
+
+    def _ntotal(self) -> int:
+        """Vectors in the FAISS structure(s), tombstoned ones included."""
         return int(self._index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    @property
+    def removed_count(self) -> int:
+        """Tombstones held (removed ids still occupying space until a rebuild)."""
+        return int(self._removed.size)
+
+    def set_knob(self, value: int) -> None:
+        """Set the search-time knob (``nprobe``, ``ef_search``) tune() adjusts."""
+        if self.KNOB is None:
+            raise VectorIndexError(f"the {self.KIND} index has no search-time parameter to set")
+        setattr(self, self.KNOB, int(value))
+        self._configure()
 
     def _searcher(self):
         if self.device == "cpu":
@@ -109,103 +208,312 @@ class VectorIndex:
                 raise VectorIndexError(
                     "device='gpu' but this FAISS build sees no GPU; install faiss-gpu on a CUDA machine or use device='cpu'"
                 )
-            self._gpu_index = faiss.index_cpu_to_all_gpus(self._index)
+            try:
+                self._gpu_index = faiss.index_cpu_to_all_gpus(self._index)
+            except RuntimeError as e:
+                raise VectorIndexError(f"FAISS cannot search this {self.KIND} index on a GPU ({e}); "
+                                       "use device='cpu'") from None
         return self._gpu_index
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """Vectors as FAISS stores them: float32, C-contiguous, unit length for cosine."""
         x = np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=np.float32)))
-        if x.shape[1] != self.dim:
-            raise VectorIndexError(f"vectors have dim {x.shape[1]}, the index has {self.dim}")
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise VectorIndexError(f"vectors have shape {x.shape}, the index takes [n, {self.dim}]")
+        if not np.isfinite(x).all():
+            raise VectorIndexError("vectors contain NaN or infinity; drop or repair those rows before indexing")
         return np.ascontiguousarray(l2_normalize(x)) if self.metric == "cosine" else x
 
+    # ------------------------------------------------------------------ building
+    def train(self, vectors: np.ndarray) -> VectorIndex:
+        """Learn the kind's structure (k-means cells, codebooks) from a sample; a no-op for kinds without one."""
+        if not self.TRAINED and self.is_trained:
+            return self
+        if self.is_trained:
+            raise VectorIndexError(f"this {self.KIND} index is already trained; make a new index to retrain")
+        x = self.prepare(vectors)
+        if x.shape[0] < 1:
+            raise VectorIndexError("cannot train on zero vectors")
+        self._train(x)
+        return self
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
+        """Add vectors under ``ids``; an untrained index first trains on this batch. Never retrains."""
+        ids = id_array(ids)
         x = self.prepare(vectors)
         if ids.shape[0] != x.shape[0]:
             raise VectorIndexError(f"{ids.shape[0]} ids for {x.shape[0]} vectors")
-        if not self._index.is_trained:
+        if ids.size == 0:
+            return
+        if self._removed.size and np.isin(ids, self._removed).any():
+            raise VectorIndexError("some ids were removed from this index before; ids are never reused: "
+                                   "give new ids, or rebuild the index")
+        if not self.is_trained:
             self._train(x)
-        self._index.add_with_ids(x, ids)
+        self._add(ids, x)
         self._gpu_index = None
 
-    def remove(self, ids: np.ndarray) -> int:
-        """Drop vectors by id; returns how many were removed."""
-        import faiss
+    def _add(self, ids: np.ndarray, x: np.ndarray) -> None:
+        self._index.add_with_ids(x, ids)
 
-        arr = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
-        if arr.size == 0:
+    def remove(self, ids: np.ndarray) -> int:
+        """Drop vectors by id; returns how many were removed (unknown ids are ignored)."""
+        arr = np.unique(id_array(ids))
+        if arr.size == 0 or len(self) == 0:
             return 0
-        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(arr)))
+        removed = self._remove(arr)
         self._gpu_index = None
         return removed
 
+    def _remove(self, ids: np.ndarray) -> int:
+        import faiss
+
+        if self.NATIVE_REMOVE:
+            return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+        return self._tombstone(ids)
+
+    def _tombstone(self, ids: np.ndarray) -> int:
+        fresh = np.setdiff1d(np.intersect1d(ids, self._all_ids()), self._removed)
+        if fresh.size:
+            self._removed = np.union1d(self._removed, fresh)
+            self._removed_sel = None
+        return int(fresh.size)
+
+    def _all_ids(self) -> np.ndarray:
+        """Every id in the FAISS structure (tombstoned ones included)."""
+        import faiss
+
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def ids(self) -> np.ndarray:
+        """The live ids, sorted."""
+        return np.setdiff1d(self._all_ids(), self._removed)
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored (normalised, for cosine) vectors of ``ids`` [n, dim]; unknown ids are an error."""
-        arr = np.asarray(ids, dtype=np.int64).ravel()
+        """The stored vectors of ``ids`` [n, dim] (normalised for cosine; decoded approximations for
+        compressed kinds); unknown or removed ids are an error."""
+        arr = id_array(ids)
+        if arr.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        if self._removed.size and np.isin(arr, self._removed).any():
+            raise VectorIndexError(f"some of the ids {arr[:5].tolist()} were removed from the index")
         try:
-            return np.stack([self._index.reconstruct(int(i)) for i in arr]) if arr.size else np.zeros((0, self.dim), np.float32)
+            return np.stack([self._reconstruct_one(int(i)) for i in arr]).astype(np.float32)
         except RuntimeError as e:
             raise VectorIndexError(f"the index holds no vector for some of the ids {arr[:5].tolist()}: {e}") from None
 
-    def search(self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None) -> SearchResult:
-        """Top ``k`` per query; ``allowed_ids`` restricts the search to those ids (inside FAISS)."""
+    def _reconstruct_one(self, i: int) -> np.ndarray:
+        return self._index.reconstruct(i)
+
+    # ------------------------------------------------------------------ searching
+    def search(self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
+               fetch: Fetch | None = None, rerank: int | None = None) -> SearchResult:
+        """Top ``k`` per query.
+
+        ``allowed_ids`` restricts the search to those ids (inside FAISS). ``rerank`` (default:
+        the index's own) > 0 re-scores the top ``rerank * k`` candidates exactly with ``fetch``.
+        """
         q = self.prepare(queries)
         k = int(k)
         if k < 1:
             raise VectorIndexError("k must be >= 1")
-        if allowed_ids is None:
-            scores, ids = self._searcher().search(q, k)
+        r = self.rerank if rerank is None else int(rerank)
+        if r < 0:
+            raise VectorIndexError(f"rerank must be >= 0, got {r}")
+        if r > 0 and fetch is None:
+            raise VectorIndexError(f"this {self.KIND} index re-ranks its top {r} x k candidates exactly: pass "
+                                   "fetch=(ids -> stored float vectors), or rerank=0 for approximate scores")
+        kk = k * r if r > 0 else k
+        allowed = None if allowed_ids is None else id_array(allowed_ids)
+        if len(self) == 0 or not self.is_trained or (allowed is not None and allowed.size == 0):
+            scores = np.zeros((q.shape[0], kk), np.float32)
+            ids = np.full((q.shape[0], kk), -1, np.int64)
         else:
-            import faiss
-
-            allowed = np.ascontiguousarray(np.asarray(allowed_ids, dtype=np.int64))
-            if allowed.size == 0:
-                scores = np.zeros((q.shape[0], k), np.float32)
-                ids = np.full((q.shape[0], k), -1, np.int64)
-            else:
-                selector = faiss.IDSelectorBatch(allowed)
-                scores, ids = self._index.search(q, k, params=self._search_params(selector))
-        if self.metric == "euclidean":
-            scores = np.sqrt(np.maximum(scores, 0.0))
+            scores, ids = self._search_raw(q, kk, allowed)
+            if self.metric == "euclidean":
+                scores = np.sqrt(np.maximum(scores, 0.0))
+        if r > 0:
+            scores, ids = self._rerank(q, ids, k, fetch)
         missing = ids < 0
         if missing.any():
             scores = scores.copy()
             scores[missing] = -np.inf if self.metric == "cosine" else np.inf
-        return SearchResult(scores=scores.astype(np.float32), ids=ids.astype(np.int64), metric=self.metric)
+        return SearchResult(scores=np.asarray(scores, np.float32), ids=np.asarray(ids, np.int64), metric=self.metric)
+
+    def _selector(self, allowed: np.ndarray | None):
+        """(selector or None, objects to keep alive while FAISS uses it)."""
+        import faiss
+
+        parts = []
+        if allowed is not None:
+            parts.append(faiss.IDSelectorBatch(allowed))
+        if self._removed.size:
+            if self._removed_sel is None:
+                batch = faiss.IDSelectorBatch(self._removed)
+                self._removed_sel = (faiss.IDSelectorNot(batch), batch)
+            parts.append(self._removed_sel[0])
+        if not parts:
+            return None, []
+        if len(parts) == 1:
+            return parts[0], parts
+        both = faiss.IDSelectorAnd(parts[0], parts[1])
+        return both, parts + [both]
+
+    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS scores (squared distances for euclidean) and ids of the top ``k``."""
+        selector, keep = self._selector(allowed)
+        if selector is None and self.device == "gpu":
+            return self._searcher().search(q, k)
+        scores, ids = self._index.search(q, k, params=self._search_params(selector))
+        del keep
+        return scores, ids
+
+    def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int, fetch: Fetch) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the candidate ids (from ``fetch``), best ``k`` per query."""
+        uniq = np.unique(cand[cand >= 0])
+        out_s = np.full((q.shape[0], k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
+        out_i = np.full((q.shape[0], k), -1, np.int64)
+        if uniq.size == 0:
+            return out_s, out_i
+        vecs = np.ascontiguousarray(np.asarray(fetch(uniq), dtype=np.float32))
+        if vecs.ndim != 2 or vecs.shape != (uniq.size, self.dim):
+            raise VectorIndexError(f"fetch returned shape {vecs.shape} for {uniq.size} ids; it must return "
+                                   f"float32[{uniq.size}, {self.dim}] in the order of the ids it was given")
+        if self.metric == "cosine":  # scale the dot products rather than normalise every fetched row
+            inv_norm = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", vecs, vecs)), 1e-12)
+        for row in range(q.shape[0]):
+            c = cand[row][cand[row] >= 0]
+            if c.size == 0:
+                continue
+            pos = np.searchsorted(uniq, c)
+            v = vecs[pos]
+            if self.metric == "cosine":
+                s = (v @ q[row]) * inv_norm[pos]
+                order = np.argsort(-s, kind="stable")[:k]
+            else:
+                s = np.sqrt(np.maximum(((v - q[row]) ** 2).sum(axis=1), 0.0))
+                order = np.argsort(s, kind="stable")[:k]
+            if not np.isfinite(s).all():
+                raise VectorIndexError("fetch returned vectors with NaN or infinity; repair the stored vectors")
+            out_s[row, :order.size] = s[order]
+            out_i[row, :order.size] = c[order]
+        return out_s, out_i
 
     # ------------------------------------------------------------------ persistence
     def sidecar(self) -> dict:
+        """What ``index.json`` records about this index (files are added by :meth:`save`)."""
         import faiss
 
-        return {"kind": self.KIND, "params": self.params(), "metric": self.metric, "dim": self.dim,
-                "count": len(self), "faiss_version": faiss.__version__}
+        return {"format": FORMAT, "kind": self.KIND, "params": self.params(), "metric": self.metric, "dim": self.dim,
+                "count": len(self), "removed": self.removed_count, "memory_bytes": int(self.memory_bytes()),
+                "trained_for": self.trained_for, "build": self.build_info, "faiss_version": faiss.__version__}
 
-    def save(self, directory: str | Path, *, extra: dict | None = None) -> dict:
-        """Write ``faiss.index`` and ``index.json`` (with the index file's sha256) atomically into ``directory``."""
-        import faiss
+    def save(self, directory: str | Path, *, extra: dict | None = None, ondisk: bool | None = None) -> dict:
+        """Write the index files and then ``index.json`` (with every file's size and sha256) into ``directory``.
 
-        from audiosim.files import sha256_file, write_json_atomic
+        ``ondisk=True`` writes IVF inverted lists to a memory-mapped ``.ivfdata`` file (IVF kinds
+        only); ``None`` keeps the index where it is (on disk if it was loaded or built there).
+        """
+        from audiosim.files import write_json_atomic
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{INDEX_FILE}.{uuid.uuid4().hex}.tmp"
-        faiss.write_index(self._index, str(tmp))
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-        os.replace(tmp, d / INDEX_FILE)
-        sidecar = {**self.sidecar(), "file_sha256": digest, "file_bytes": size, **(extra or {})}
+        if self.trained_for is None and self.is_trained and len(self):
+            self.trained_for = len(self)
+        files = self._write_files(d, ondisk=ondisk)
+        removed = d / REMOVED_FILE
+        if self._removed.size:
+            files[REMOVED_FILE] = file_meta(_write_npy(removed, self._removed))
+        sidecar = {**self.sidecar(), "files": files,
+                   "file_sha256": files[INDEX_FILE]["sha256"], "file_bytes": files[INDEX_FILE]["bytes"], **(extra or {})}
         write_json_atomic(d / SIDECAR, sidecar)
+        if not self._removed.size:
+            removed.unlink(missing_ok=True)
         return sidecar
 
+    def _write_files(self, d: Path, *, ondisk: bool | None) -> dict:
+        """Write the FAISS file(s) atomically; {file name: {bytes, sha256}}."""
+        if ondisk:
+            raise VectorIndexError(f"only IVF kinds keep inverted lists on disk, not {self.KIND}; save with ondisk=None")
+        return {INDEX_FILE: file_meta(write_faiss_atomic(self._index, d / INDEX_FILE))}
+
     @classmethod
-    def from_faiss(cls, raw, sidecar: dict, *, device: str = "cpu") -> "VectorIndex":
+    def load(cls, directory: Path, sidecar: dict, *, device: str = "cpu") -> VectorIndex:
+        """An index of this kind from a verified directory (see kinds.load_index)."""
+        import faiss
+
+        path = Path(directory) / INDEX_FILE
+        try:
+            raw = faiss.read_index(str(path), cls._io_flags(faiss))
+        except RuntimeError as e:
+            raise VectorIndexError(f"cannot read {path}: {e}; rebuild it with `audiosim index`") from None
+        idx = cls.from_faiss(raw, sidecar, device=device)
+        idx._load_removed(Path(directory), sidecar)
+        return idx
+
+    @classmethod
+    def from_faiss(cls, raw, sidecar: dict, *, device: str = "cpu") -> VectorIndex:
         """An index of this kind around a FAISS index read from disk."""
-        idx = cls(dim=int(sidecar["dim"]), metric=sidecar["metric"], device=device, **sidecar.get("params", {}))
+        import faiss
+
+        try:
+            idx = cls(dim=int(sidecar["dim"]), metric=sidecar["metric"], device=device, **sidecar.get("params", {}))
+        except TypeError as e:
+            raise VectorIndexError(f"the sidecar's parameters do not fit the {cls.KIND} kind ({e}); rebuild the index") from None
         if raw.d != idx.dim:
             raise VectorIndexError(f"the sidecar says dim {idx.dim}, the FAISS file has {raw.d}")
+        if idx.ID_MAP != isinstance(raw, (faiss.IndexIDMap2, faiss.IndexIDMap)):
+            raise VectorIndexError(f"the FAISS file does not hold a {cls.KIND} index of this audiosim version "
+                                   "(saved by an older one?); rebuild it with `audiosim index`")
         idx._index = raw
+        idx.trained_for = sidecar.get("trained_for")
+        idx.build_info = dict(sidecar.get("build") or {})
+        idx._adopt()
         idx._configure()
         return idx
+
+    def _adopt(self) -> None:
+        """Hook run after ``_index`` was replaced by a loaded FAISS index."""
+
+    def _load_removed(self, d: Path, sidecar: dict) -> None:
+        if REMOVED_FILE in (sidecar.get("files") or {}):
+            try:
+                self._removed = np.sort(np.load(d / REMOVED_FILE).astype(np.int64))
+            except (OSError, ValueError) as e:
+                raise VectorIndexError(f"cannot read {d / REMOVED_FILE}: {e}; rebuild the index") from None
+            self._removed_sel = None
+
+
+# ---------------------------------------------------------------------- file helpers
+def write_faiss_atomic(index, path: Path) -> Path:
+    """``faiss.write_index`` through a temporary file and a rename."""
+    import faiss
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_npy(path: Path, arr: np.ndarray) -> Path:
+    from audiosim.files import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def file_meta(path: Path, *, sha256: bool = True) -> dict:
+    from audiosim.files import sha256_file
+
+    meta = {"bytes": path.stat().st_size}
+    if sha256:
+        meta["sha256"] = sha256_file(path)
+    return meta
 
 
 def read_sidecar(directory: str | Path) -> dict:
@@ -218,3 +526,20 @@ def read_sidecar(directory: str | Path) -> dict:
     if not isinstance(sidecar, dict) or not {"kind", "dim", "metric"} <= set(sidecar):
         raise VectorIndexError(f"{p} is not an index sidecar; rebuild the index with `audiosim index`")
     return sidecar
+
+
+def verify_files(directory: str | Path, sidecar: dict) -> None:
+    """Check every file the sidecar lists: size always, sha256 where recorded (not for ``.ivfdata`` lists)."""
+    from audiosim.files import sha256_file
+
+    d = Path(directory)
+    files = sidecar.get("files")
+    if files is None and "file_sha256" in sidecar:  # written before format 2
+        files = {INDEX_FILE: {"bytes": sidecar.get("file_bytes"), "sha256": sidecar["file_sha256"]}}
+    for name, meta in (files or {}).items():
+        p = d / name
+        if not p.is_file():
+            raise VectorIndexError(f"{p} is missing; rebuild the index with `audiosim index` (or `audiosim repair`)")
+        if p.stat().st_size != meta.get("bytes") or ("sha256" in meta and sha256_file(p) != meta["sha256"]):
+            raise VectorIndexError(f"{p} does not match the size/sha256 in its sidecar (garbled or replaced); "
+                                   "rebuild it with `audiosim index` or `audiosim repair`")

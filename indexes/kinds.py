@@ -1,6 +1,8 @@
 """The index kinds by name: make an empty one, or load a saved one of any kind.
 
 Entries are import paths, so naming a kind imports only the module that implements it.
+``auto`` is not a kind of its own: :func:`audiosim.indexes.auto.choose_and_build` picks one of
+these from the data, a memory budget and a target recall (:data:`AUTO`).
 """
 
 from __future__ import annotations
@@ -10,49 +12,54 @@ from pathlib import Path
 from types import MappingProxyType
 
 from audiosim.errors import VectorIndexError
-from audiosim.indexes.base import INDEX_FILE, VectorIndex, read_sidecar
+from audiosim.indexes.base import VectorIndex, read_sidecar, verify_files
+
+AUTO = "auto"
 
 KINDS = MappingProxyType({
     "flat": ("audiosim.indexes.flat", "FlatIndex", "exact search (the default)"),
     "hnsw": ("audiosim.indexes.hnsw", "HnswIndex", "HNSW graph over full vectors (approximate)"),
     "ivf": ("audiosim.indexes.ivf", "IvfIndex", "IVF-Flat: k-means cells, nprobe visited (approximate)"),
+    "sq8": ("audiosim.indexes.sq", "Sq8Index", "exhaustive scan of 8-bit scalar codes (1/4 of the floats)"),
+    "hnswsq": ("audiosim.indexes.hnsw", "HnswSqIndex", "HNSW graph over 8-bit scalar codes"),
+    "ivfsq8": ("audiosim.indexes.ivf", "IvfSq8Index", "IVF over 8-bit scalar codes"),
+    "ivfpq": ("audiosim.indexes.ivf", "IvfPqIndex", "IVF-PQ (optionally OPQ-rotated) product-quantiser codes"),
 })
 
 
+def kind_names(*, auto: bool = True) -> tuple[str, ...]:
+    """Every kind name (for CLI choices), with ``auto`` last when asked."""
+    return tuple(KINDS) + ((AUTO,) if auto else ())
+
+
 def index_class(kind: str) -> type[VectorIndex]:
+    if kind == AUTO:
+        raise VectorIndexError("the auto kind is chosen from the data: build it with "
+                               "audiosim.indexes.auto.choose_and_build (or pass a concrete kind)")
     try:
         module, name, _ = KINDS[kind]
     except KeyError:
-        raise VectorIndexError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}") from None
+        raise VectorIndexError(f"unknown index kind {kind!r}; choose one of {', '.join(kind_names())}") from None
     return getattr(importlib.import_module(module), name)
 
 
 def make_index(kind: str = "flat", *, dim: int, metric: str = "cosine", device: str = "cpu", **params) -> VectorIndex:
-    """An empty index of ``kind`` (see :data:`KINDS`)."""
-    return index_class(kind)(dim=dim, metric=metric, device=device, **params)
+    """An empty index of ``kind`` (see :data:`KINDS`); unknown parameters are a typed error."""
+    cls = index_class(kind)
+    try:
+        return cls(dim=dim, metric=metric, device=device, **params)
+    except TypeError as e:
+        raise VectorIndexError(f"bad parameters for the {kind} index: {e}") from None
 
 
 def load_index(directory: str | Path, *, device: str = "cpu", verify: bool = True) -> tuple[VectorIndex, dict]:
     """Read a saved index of any kind and its sidecar.
 
-    ``verify`` checks the FAISS file's size and sha256 against the sidecar, so a garbled file
-    is a :class:`VectorIndexError` instead of nonsense scores.
+    ``verify`` checks every file's size, and its sha256 where the sidecar records one (all but
+    ``.ivfdata`` lists), so a garbled file is a :class:`VectorIndexError` instead of nonsense scores.
     """
-    import faiss
-
-    from audiosim.files import sha256_file
-
     d = Path(directory)
     sidecar = read_sidecar(d)
-    path = d / INDEX_FILE
-    if not path.is_file():
-        raise VectorIndexError(f"{path} is missing; rebuild the index with `audiosim index` (or `audiosim repair`)")
-    if verify and "file_sha256" in sidecar:
-        if path.stat().st_size != sidecar.get("file_bytes") or sha256_file(path) != sidecar["file_sha256"]:
-            raise VectorIndexError(f"{path} does not match the sha256 in its sidecar (garbled or replaced); "
-                                   "rebuild it with `audiosim index` or `audiosim repair`")
-    try:
-        raw = faiss.read_index(str(path))
-    except RuntimeError as e:
-        raise VectorIndexError(f"cannot read {path}: {e}; rebuild it with `audiosim index`") from None
-    return index_class(sidecar["kind"]).from_faiss(raw, sidecar, device=device), sidecar
+    if verify:
+        verify_files(d, sidecar)
+    return index_class(sidecar["kind"]).load(d, sidecar, device=device), sidecar
