@@ -160,7 +160,7 @@ class ServedCollection:
             if unknown:
                 raise NotFound(f"collection {self.name!r} has no item {unknown[0]}")
         kwargs = dict(k=filters.k, label=filters.label, min_duration_s=filters.min_duration_s,
-                      max_duration_s=filters.max_duration_s)
+                      max_duration_s=filters.max_duration_s, tag=filters.tag, group=filters.group)
         if filters.exclude_same_file:
             kwargs["exclude_same_file"] = True
         if filters.path_prefix:

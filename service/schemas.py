@@ -36,6 +36,11 @@ class Filters(BaseModel):
     min_duration_s: float | None = Field(None, ge=0)
     max_duration_s: float | None = Field(None, ge=0)
     exclude_same_file: bool = Field(False, description="drop hits from the query item's own file (id searches)")
+    tag: str | None = Field(None, description="keep only items carrying this classifier tag (an AudioSet class name; "
+                                              "collections made with yamnet or panns)")
+    group: Literal["region", "file", "none"] | None = Field(
+        None, description="merge hits of one file: touching segments (region, the default for segment collections), "
+                          "whole files (file), or not at all (none)")
 
     @field_validator("label", mode="before")
     @classmethod
@@ -91,6 +96,11 @@ class SearchRequest(Filters):
         return next(n for n in ("id", "ids", "vector", "vectors") if getattr(self, n) is not None)
 
 
+class TagOut(BaseModel):
+    name: str
+    score: float
+
+
 class HitOut(BaseModel):
     rank: int
     id: int
@@ -100,6 +110,10 @@ class HitOut(BaseModel):
     file_name: str
     offset_s: float
     duration_s: float
+    end_s: float | None = Field(None, description="a region's end (grouped segment hits); its start is offset_s")
+    segments: int | None = Field(None, description="how many segment hits a region merges")
+    tags: list[TagOut] | None = Field(None, description="the item's top classifier tags (collections with tags)")
+    shared_tags: list[str] | None = Field(None, description="tags the item shares with the query ('why similar')")
     audio_url: str
     spectrogram_url: str
     item_url: str

@@ -500,3 +500,40 @@ def test_urls_carry_the_proxy_prefix(coll_dir):
 
 def test_openapi_json_is_strict_json(client):
     json.loads(client.get("/openapi.json").text)
+
+
+def test_segment_collections_answer_regions_and_tag_collections_tags(tmp_path, yamnet_tflite):
+    """A segment collection's hits come back as regions (start, end, segments); a YAMNet one's carry tags."""
+    import numpy as np
+    import soundfile as sf
+    from fastapi.testclient import TestClient
+
+    import audiosim
+    from audiosim.engine import synth
+    from audiosim.service.app import create_app
+    from audiosim.service.config import ServeConfig
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    x = 0.05 * synth.noise(duration_s=30.0, color="pink", rng=rng)
+    x[16000 * 10:16000 * 14] += 0.8 * synth.chirp(f0=300, f1=4000, duration_s=4.0, rng=rng)
+    sf.write(folder / "field.wav", x.astype(np.float32), 16000)
+    coll = tmp_path / "coll"
+    audiosim.index_folder(folder, coll, embedder="yamnet", weights=yamnet_tflite, segment_s=2.0, segment_hop_s=1.0)
+    app = create_app(ServeConfig(collections=(("rec", coll),), warm=False))
+    with TestClient(app) as client:
+        sid = next(h.id for h in audiosim.open_collection(coll).searcher(weights=yamnet_tflite).search(
+            waveform=x[16000 * 10:16000 * 14], sample_rate=16000, k=1, group="none"))
+        r = client.post("/api/collections/rec/search", json={"id": sid, "k": 2})
+        assert r.status_code == 200, r.text
+        best = r.json()["hits"][0]
+        assert best["end_s"] is not None and best["segments"] >= 2 and best["offset_s"] <= 11.0 and best["end_s"] >= 13.0
+        assert best["tags"] and {"name", "score"} <= set(best["tags"][0]) and isinstance(best["shared_tags"], list)
+        flat = client.post("/api/collections/rec/search", json={"id": sid, "k": 3, "group": "none"}).json()["hits"]
+        assert len(flat) == 3 and all(h["end_s"] is None for h in flat)
+        tagged = client.post("/api/collections/rec/search", json={"id": sid, "k": 5, "group": "none",
+                                                                   "tag": best["tags"][0]["name"]}).json()["hits"]
+        assert tagged and all(best["tags"][0]["name"] in {t["name"] for t in h["tags"]} for h in tagged)
+        bad = client.post("/api/collections/rec/search", json={"id": sid, "tag": "Sine wav"})
+        assert bad.status_code == 400 and "Sine wave" in bad.json()["error"]["message"]

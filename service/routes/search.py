@@ -18,7 +18,7 @@ from audiosim.service.catalog import ServedCollection
 from audiosim.service.context import ServiceContext, item_urls
 from audiosim.service.errors import BadRequest, UnsupportedMedia
 from audiosim.service.routes.deps import context, served
-from audiosim.service.schemas import (ErrorResponse, HitOut, QueryOut, SearchRequest, SearchResponse, Timing,
+from audiosim.service.schemas import (ErrorResponse, HitOut, QueryOut, SearchRequest, SearchResponse, TagOut, Timing,
                                       UploadSearchForm)
 
 router = APIRouter(tags=["search"])
@@ -65,8 +65,12 @@ def _validate(model, data):
 
 
 def _hits(request: Request, name: str, snapshot, hits) -> list[HitOut]:
+    """Hits (or regions, which read like their best hit) as the API answers them."""
     return [HitOut(rank=h.rank, id=h.id, score=h.score, label=h.label, path=snapshot.relative(str(h.path)),
                    file_name=str(h.path).rsplit("/", 1)[-1], offset_s=h.offset_s, duration_s=h.duration_s,
+                   end_s=getattr(h, "end_s", None), segments=len(h.hits) if hasattr(h, "hits") else None,
+                   tags=[TagOut(name=t.name, score=t.score) for t in h.tags] if h.tags else None,
+                   shared_tags=[t.name for t in h.shared_tags] if h.tags else None,
                    **item_urls(request, name, h.id)) for h in hits]
 
 

@@ -306,6 +306,7 @@ function filters() {
     k: Math.max(1, Math.min(100, parseInt($("k").value, 10) || 10)),
     label: $("label").value,
     excludeSame: $("exclude-same").checked,
+    tag: $("tag").value.trim(),
   };
 }
 
@@ -335,6 +336,7 @@ async function searchClip() {
   form.append("file", state.clip, state.clipName);
   form.append("k", f.k);
   if (f.label) form.append("label", f.label);
+  if (f.tag) form.append("tag", f.tag);
   const s = span();
   if (s.start !== null) form.append("start_s", s.start);
   if (s.end !== null && !(state.duration && Math.abs(s.end - state.duration) < 0.01)) form.append("end_s", s.end);
@@ -349,6 +351,7 @@ async function searchId(id, { push = true } = {}) {
   const f = filters();
   const body = { id: Number(id), k: f.k, exclude_same_file: f.excludeSame };
   if (f.label) body.label = [f.label];
+  if (f.tag) body.tag = f.tag;
   if (push) {
     const params = { c: f.collection, id: String(id), k: String(f.k) };
     if (f.label) params.label = f.label;
@@ -416,8 +419,18 @@ function card(h) {
   name.title = h.path;
   const offset = document.createElement("span");
   offset.className = "offset muted";
-  offset.textContent = `@ ${h.offset_s.toFixed(2)} s · ${h.duration_s.toFixed(2)} s`;
+  offset.textContent = h.end_s != null
+    ? `@ ${h.offset_s.toFixed(2)}–${h.end_s.toFixed(2)} s · ${h.segments} segment${h.segments === 1 ? "" : "s"}`
+    : `@ ${h.offset_s.toFixed(2)} s · ${h.duration_s.toFixed(2)} s`;
   head.append(rank, score, label, name, offset);
+  if (h.tags && h.tags.length) {  // what the classifier hears, and what the hit shares with the query
+    const tags = document.createElement("div");
+    tags.className = "tags muted";
+    const shared = new Set(h.shared_tags || []);
+    tags.textContent = "tags: " + h.tags.slice(0, 4).map((t) => `${t.name} ${t.score.toFixed(2)}`).join(", ")
+      + (shared.size ? ` · shared with the query: ${[...shared].slice(0, 3).join(", ")}` : "");
+    head.append(tags);
+  }
 
   const img = document.createElement("img");
   img.className = "spec";
