@@ -51,6 +51,9 @@ INDEX_KINDS = ("flat", "hnsw", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto"
               help="Start a segment every SECONDS (at most --segment; overlapping segments) [default: --segment].")
 @click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0), default=6 * 3600.0, show_default=True,
               help="Refuse a file whose header claims a longer recording, before decoding it (seconds; 0 = no limit).")
+@click.option("--skip-silence/--keep-silence", "skip_silence", default=None,
+              help="Pool only the frames that are not digital silence (padding of short clips, gaps in long recordings) "
+                   "[default: the collection's; new collections keep them].")
 @click.option("--segment", "segment_s", type=float, default=None,
               help="One vector per SEGMENT seconds instead of per file [default: the collection's].")
 @click.option("--label-from", type=click.Choice(["parent", "none"]), default="parent", show_default=True,
@@ -68,14 +71,15 @@ INDEX_KINDS = ("flat", "hnsw", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto"
 def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, memory_budget, target_recall,
               index_kind, postprocess, prune,
               workers, processes, engine, ray_address, num_actors, gpus_per_actor, no_compact, segment_s, label_from,
-              labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet, segment_hop_s, max_duration_s):
+              labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet, segment_hop_s, max_duration_s,
+              skip_silence):
     """Embed every audio file under FOLDER into a collection and (re)build its index."""
     from audiosim.commands.common import parse_options
     from audiosim.engine.ingest import index_folder
 
     report = index_folder(folder, collection_dir, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
                           index_params=_auto_params(index_kind, memory_budget, target_recall),
-                          segment_hop_s=segment_hop_s, max_duration_s=max_duration_s or None,
+                          segment_hop_s=segment_hop_s, skip_silence=skip_silence, max_duration_s=max_duration_s or None,
                           labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
                           device=device, embedder_options=parse_options(options), index_kind=index_kind,
                           postprocess=postprocess, workers=workers, processes=_processes(processes), engine=engine,

@@ -188,7 +188,8 @@ def scan_folder(folder: str | Path, *, label_from: str = "parent") -> Scan:
     return Scan(items=tuple(items), skipped=tuple(skipped))
 
 
-def _resolve_options(existing: Collection | None, *, embedder, pooling, metric, segment_s, segment_hop_s, where: str):
+def _resolve_options(existing: Collection | None, *, embedder, pooling, metric, segment_s, segment_hop_s, where: str,
+                     skip_silence: bool | None = None):
     """The run's (embedder, pooling, metric, segment_s, segment_hop_s): given, else the collection's, else defaults."""
     from audiosim.engine.pooling import PoolingSpec
     from audiosim.indexes.vectors import canonical_metric
@@ -198,7 +199,11 @@ def _resolve_options(existing: Collection | None, *, embedder, pooling, metric, 
             metric = canonical_metric(metric)
         except Exception as e:
             raise AudiosimError(str(e)) from None
-    spec = PoolingSpec.parse(pooling) if pooling is not None else None
+    if pooling is None and skip_silence is not None:  # only the silence option given: the pooling's name stays
+        pooling = existing.pooling.name if existing is not None else DEFAULTS["pooling"]
+    if skip_silence is None:  # omitted: the collection's own setting
+        skip_silence = existing.pooling.skip_silence if existing is not None else False
+    spec = PoolingSpec.parse(pooling, skip_silence=skip_silence) if pooling is not None else None
     if segment_s is not None and not segment_s > 0:
         raise AudiosimError(f"segment length must be positive seconds, got {segment_s}")
     if segment_hop_s is not None:
@@ -218,7 +223,7 @@ def _resolve_options(existing: Collection | None, *, embedder, pooling, metric, 
             conflicts.append(f"{option} {shown(given)} (it uses {shown(have)})")
 
     differs("--embedder", embedder, m.embedder.name, str)
-    differs("--pooling", spec, m.pooling, lambda p: p.name)
+    differs("--pooling", spec, m.pooling, lambda p: p.describe())
     differs("--metric", metric, m.metric, str)
     differs("--segment", segment_s, m.segment_s, lambda s: "none" if s is None else f"{s:g}")
     hop_have = m.segment_hop_s if m.segment_hop_s is not None else m.segment_s
@@ -253,6 +258,7 @@ def index_folder(
     metric: str | None = None,
     segment_s: float | None = None,
     segment_hop_s: float | None = None,
+    skip_silence: bool | None = None,
     labels: str | Path | None = None,
     label_column: str = "label",
     label_from: str = "parent",
@@ -280,7 +286,8 @@ def index_folder(
     """Bring ``collection`` up to date with the audio under ``folder``; see the module docstring.
 
     ``labels``: a CSV (``path``/``filename``/``file`` column and ``label_column``) matched by
-    file name without extension. ``postprocess``: a label-free spec (``"none"`` removes it).
+    file name without extension. ``skip_silence``: pool only the frames that are not the
+    embedder's digital-silence frame (``None``: the collection's setting, else off). ``postprocess``: a label-free spec (``"none"`` removes it).
     ``workers``: decoding threads (and hashing threads of the diff); ``processes``: worker
     processes that decode and embed (``"auto"``, or 0 to embed in this process).
     ``engine="ray"``: embed on a Ray cluster at ``ray_address`` (default: the running one, else
@@ -316,7 +323,7 @@ def index_folder(
     existing = Collection.open(root) if Collection.exists(root) else None
     name, spec, metric, segment_s, segment_hop_s = _resolve_options(
         existing, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s, segment_hop_s=segment_hop_s,
-        where=str(root))
+        where=str(root), skip_silence=skip_silence)
     post = canonical_spec(postprocess) if postprocess is not None else None
     if index_kind is not None:
         from audiosim.indexes.kinds import AUTO, index_class

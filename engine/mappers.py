@@ -17,8 +17,53 @@ from audiosim.engine.streaming import DEFAULT_CHUNK_S
 from audiosim.engine.store import Rows
 
 
+SILENCE_TOLERANCE = 1e-3  # relative L2 distance under which a frame counts as the digital-silence frame
+
+
+class FramePooler:
+    """Pools frames with a :class:`PoolingSpec`; with ``skip_silence``, leaves out the digital-silence frames.
+
+    The embedder's digital-silence frame is its frame of an all-zero window (computed once). A
+    frame within :data:`SILENCE_TOLERANCE` (relative L2 distance) of it is silent. When every frame
+    of a clip or segment is silent, all of them are pooled (a silent recording stays findable).
+    Callable like the spec itself: ``pooler(frames) -> vector``.
+    """
+
+    def __init__(self, embedder, spec: PoolingSpec) -> None:
+        self.spec = spec
+        self._silence = None
+        if spec.skip_silence:
+            info = embedder.info
+            zeros = np.zeros(int(round((info.window_s + info.hop_s) * info.sample_rate)), dtype=np.float32)
+            self._silence = np.asarray(embedder.embed_frames(zeros)[0][0], dtype=np.float64)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def silent(self, frames: np.ndarray) -> np.ndarray:
+        """Boolean [T]: the frames that are the digital-silence frame (all False without ``skip_silence``)."""
+        f = np.asarray(frames, dtype=np.float64)
+        if self._silence is None:
+            return np.zeros(f.shape[0], dtype=bool)
+        dist = np.linalg.norm(f - self._silence, axis=1)
+        return dist <= SILENCE_TOLERANCE * max(float(np.linalg.norm(self._silence)), 1e-6)
+
+    def members(self, frames: np.ndarray, members: np.ndarray | None = None) -> np.ndarray:
+        """The frame indices (of ``members``, default all) to pool: the non-silent ones, or all when none is."""
+        idx = np.arange(len(frames)) if members is None else np.asarray(members)
+        if self._silence is None or idx.size == 0:
+            return idx
+        keep = idx[~self.silent(np.asarray(frames)[idx])]
+        return keep if keep.size else idx
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return self.spec(np.asarray(frames)[self.members(frames)])
+
+
 def segment_frames(frames: np.ndarray, times: np.ndarray, *, segment_s: float | None, duration_s: float,
-                   pooling: PoolingSpec, segment_hop_s: float | None = None) -> list[tuple[float, float, np.ndarray]]:
+                   pooling: PoolingSpec | FramePooler,
+                   segment_hop_s: float | None = None) -> list[tuple[float, float, np.ndarray]]:
     """Pool frames into one vector per clip, or per segment of :mod:`audiosim.engine.segments`: ``(offset_s, duration_s, vector)``."""
     if not segment_s:
         return [(0.0, duration_s, pooling(frames))]
@@ -39,7 +84,7 @@ class EmbedMapper:
     def __init__(self, embedder, pooling: PoolingSpec, *, segment_s: float | None = None,
                  segment_hop_s: float | None = None, frames: bool = False, tags: bool = False,
                  chunk_s: float = DEFAULT_CHUNK_S) -> None:
-        self.embedder, self.pooling = embedder, pooling
+        self.embedder, self.pooling = embedder, FramePooler(embedder, pooling)
         self.segment_s, self.segment_hop_s, self.frames, self.chunk_s = segment_s, segment_hop_s, frames, chunk_s
         self.tags = tags
 
@@ -75,8 +120,9 @@ class EmbedMapper:
                                                                    hop_s=self.segment_hop_s)
             else:
                 offsets, durations, members = np.zeros(1), np.array([duration]), [np.arange(len(t))]
+            members = [self.pooling.members(frames, m) for m in members]
             rows = dict(offset_s=np.asarray(offsets, dtype=np.float64), duration_s=np.asarray(durations, dtype=np.float64),
-                        embedding=np.stack([self.pooling(frames[m]) for m in members]).astype(np.float32))
+                        embedding=np.stack([self.pooling.spec(frames[m]) for m in members]).astype(np.float32))
         n = len(rows["offset_s"])
         tag_ids, tag_scores = vector_tags(scores, members) if self.tags else (None, None)
         return Rows(path=[d.item.path] * n, content_sha256=[sha] * n, label=[d.item.label] * n, tag_ids=tag_ids,

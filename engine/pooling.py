@@ -30,15 +30,22 @@ MU_SIGMA_DELTA_SWEEP = ("mu", "sigma", "delta", "mu+sigma", "mu+delta", "sigma+d
 
 @dataclass(frozen=True)
 class PoolingSpec:
-    """A parsed pooling: component names plus Savitzky-Golay options."""
+    """A parsed pooling: component names plus Savitzky-Golay options.
+
+    ``skip_silence``: pool only the frames that are not the embedder's digital-silence frame
+    (the frame of an all-zero window: the padding of short clips, gaps in long recordings),
+    unless every frame is silent; see :class:`audiosim.engine.mappers.FramePooler`.
+    """
 
     parts: tuple[str, ...]
     sg_window: int = 9
     sg_order: int = 2
     delta_reduce: str = "absmean"
+    skip_silence: bool = False
 
     @classmethod
-    def parse(cls, text: str, *, sg_window: int = 9, sg_order: int = 2, delta_reduce: str = "absmean") -> "PoolingSpec":
+    def parse(cls, text: str, *, sg_window: int = 9, sg_order: int = 2, delta_reduce: str = "absmean",
+              skip_silence: bool = False) -> "PoolingSpec":
         parts = tuple(p.strip() for p in text.split("+") if p.strip())
         if not parts:
             raise PoolingError("empty pooling; use e.g. 'mu' or 'mu+sigma+delta'")
@@ -49,19 +56,27 @@ class PoolingSpec:
             raise PoolingError(f"delta_reduce must be one of {DELTA_REDUCTIONS}, got {delta_reduce!r}")
         if sg_window < 3 or sg_window % 2 == 0 or sg_order < 1 or sg_order >= sg_window:
             raise PoolingError(f"Savitzky-Golay window must be odd >= 3 and above the order (got {sg_window}/{sg_order})")
-        return cls(parts=parts, sg_window=sg_window, sg_order=sg_order, delta_reduce=delta_reduce)
+        return cls(parts=parts, sg_window=sg_window, sg_order=sg_order, delta_reduce=delta_reduce,
+                   skip_silence=bool(skip_silence))
 
     @property
     def name(self) -> str:
         return "+".join(self.parts)
 
+    def describe(self) -> str:
+        """The name, and whether silent frames are left out (for messages)."""
+        return self.name + (" skipping digital silence" if self.skip_silence else "")
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "sg_window": self.sg_window, "sg_order": self.sg_order, "delta_reduce": self.delta_reduce}
+        d = {"name": self.name, "sg_window": self.sg_window, "sg_order": self.sg_order, "delta_reduce": self.delta_reduce}
+        if self.skip_silence:  # absent for the default, so collections made before the option read back unchanged
+            d["skip_silence"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PoolingSpec":
         return cls.parse(d["name"], sg_window=d.get("sg_window", 9), sg_order=d.get("sg_order", 2),
-                         delta_reduce=d.get("delta_reduce", "absmean"))
+                         delta_reduce=d.get("delta_reduce", "absmean"), skip_silence=bool(d.get("skip_silence", False)))
 
     def dim(self, frame_dim: int) -> int:
         return frame_dim * len(self.parts)

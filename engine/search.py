@@ -172,6 +172,7 @@ class Searcher:
         self.collection = Collection.open(root)  # a private handle: refreshing it never moves the caller's
         self._embedder_args = {"weights": weights, "device": device, **embedder_options}
         self._embedder = None
+        self._pooler = None
         self._embed_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._state: _State | None = None
@@ -217,6 +218,15 @@ class Searcher:
                 if self._embedder is None:
                     self._embedder = embedder_for(self.collection, **self._embedder_args)
         return self._embedder
+
+    @property
+    def pooler(self):
+        """The collection's pooling with this embedder (leaving out digital silence when the collection does)."""
+        if self._pooler is None:
+            from audiosim.engine.mappers import FramePooler
+
+            self._pooler = FramePooler(self.embedder, self.collection.pooling)
+        return self._pooler
 
     def warm(self) -> "Searcher":
         """Build the embedder now rather than on the first audio query."""
@@ -329,7 +339,7 @@ class Searcher:
         with self._embed_lock:
             frames, times = self.embedder.embed_frames(wave)
         segs = segment_frames(frames, times, segment_s=coll.segment_s, segment_hop_s=coll.segment_hop_s,
-                              duration_s=wave.size / sr, pooling=coll.pooling)
+                              duration_s=wave.size / sr, pooling=self.pooler)
         Q = state.index.transform(np.stack([v for _, _, v in segs]))
         filters = Filters.make(label=label, path_prefix=path_prefix)
         hits = self._search_index(state, Q, [None] * len(Q), int(top_m), filters)
@@ -408,12 +418,12 @@ class Searcher:
         if not with_tags:
             with self._embed_lock:
                 frames, _ = self.embedder.embed_frames(wave)
-            return self.collection.pooling(frames), ()
+            return self.pooler(frames), ()
         from audiosim.engine.tags import pool_scores
 
         with self._embed_lock:
             frames, _, scores = self.embedder.embed_frames_with_scores(wave)
-        return self.collection.pooling(frames), tuple(self.collection.class_map.describe(pool_scores(scores)[0]))
+        return self.pooler(frames), tuple(self.collection.class_map.describe(pool_scores(scores)[0]))
 
     def _tag_index(self, tag: str) -> int:
         cmap = self.collection.class_map

@@ -169,3 +169,39 @@ def test_an_unknown_tag_is_a_clear_error_with_suggestions(tagged):
     _, coll = tagged
     r = run("query", "--tag", "Sine wav", "--collection", coll, ok=False)
     assert r.exit_code == 2 and "did you mean 'Sine wave'" in r.output and "Traceback" not in r.output
+
+
+def test_skip_silence_pools_only_the_sound(tmp_path, yamnet_tflite):
+    """Digital-silence padding dominates a mean-pooled YAMNet vector; --skip-silence leaves those frames out."""
+    from audiosim.engine.mappers import FramePooler
+    from audiosim.engine.pooling import PoolingSpec
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    tone = (0.5 * np.sin(2 * np.pi * 700 * np.arange(SR) / SR)).astype(np.float32)
+    zeros = np.zeros(4 * SR, np.float32)
+    sf.write(folder / "tone_padded.wav", np.concatenate([tone, zeros]), SR)
+    sf.write(folder / "noise_padded.wav", np.concatenate([(0.3 * rng.standard_normal(SR)).astype(np.float32), zeros]), SR)
+    sf.write(folder / "silence.wav", np.zeros(5 * SR, np.float32), SR)
+    query = np.concatenate([zeros[:3 * SR], tone[:SR // 2], zeros[:3 * SR]])
+    scores = {}
+    for skip in (False, True):
+        coll = tmp_path / f"c{skip}"
+        audiosim.index_folder(folder, coll, embedder="yamnet", weights=yamnet_tflite, skip_silence=skip)
+        c = audiosim.open_collection(coll)
+        assert c.pooling.skip_silence is skip and ("skip_silence" in c.manifest.pooling.to_dict()) is skip
+        hits = c.searcher().search(waveform=query, sample_rate=SR, k=3)
+        assert hits[0].path.endswith("tone_padded.wav")
+        scores[skip] = {h.path.split("/")[-1]: h.score for h in hits}
+    assert scores[False]["silence.wav"] > 0.99  # silence matches a mostly silent query almost perfectly
+    assert scores[True]["silence.wav"] < 0.5 and scores[True]["tone_padded.wav"] - scores[True]["noise_padded.wav"] > 0.3
+    emb = audiosim.open_collection(tmp_path / "cTrue").searcher().embedder
+    pooler = FramePooler(emb, PoolingSpec.parse("mu", skip_silence=True))
+    f, _ = emb.embed_frames(query)
+    silent = pooler.silent(f)
+    assert silent[:4].all() and not silent[5:7].any() and silent[-4:].all()
+    f0, _ = emb.embed_frames(np.zeros(5 * SR, np.float32))
+    np.testing.assert_allclose(pooler(f0), f0.mean(axis=0), rtol=1e-6)  # all silent: every frame pooled
+    r = run("index", folder, "--collection", tmp_path / "cTrue", "--keep-silence", ok=False)
+    assert r.exit_code == 2 and "skipping digital silence" in r.output
