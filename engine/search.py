@@ -125,6 +125,7 @@ class _State:
     index: object  # engine.indexing.SearchIndex
     revision: int
     key: tuple
+    class_map: object = None  # engine.tags.ClassMap of a collection with tags
 
 
 def _state_key(m) -> tuple:
@@ -187,7 +188,8 @@ class Searcher:
             items = self.collection.items()
             index = load_for_search(self.collection)
             if _state_key(self.collection.manifest) == key and index.revision == key[0]:
-                self._state = _State(items=items, index=index, revision=key[0], key=key)
+                self._state = _State(items=items, index=index, revision=key[0], key=key,
+                                     class_map=self.collection.class_map)
                 return self._state
         raise CollectionChangingError(f"{self.collection.root} kept changing while it was loaded; try again")
 
@@ -423,10 +425,10 @@ class Searcher:
 
         with self._embed_lock:
             frames, _, scores = self.embedder.embed_frames_with_scores(wave)
-        return self.pooler(frames), tuple(self.collection.class_map.describe(pool_scores(scores)[0]))
+        return self.pooler(frames), tuple(self._state.class_map.describe(pool_scores(scores)[0]))
 
     def _tag_index(self, tag: str) -> int:
-        cmap = self.collection.class_map
+        cmap = self._state.class_map
         if cmap is None or _tag_arrays(self._state.items) is None:
             raise AudiosimError(f"{self.collection.root} stores no classifier tags (its embedder "
                                 f"{self.collection.embedder.name!r} has no classifier head, or it was indexed before tags "
@@ -434,10 +436,13 @@ class Searcher:
         return cmap.resolve(tag)
 
     def _stored_tags(self, items: ItemTable, pos: int) -> tuple:
-        arrays = _tag_arrays(items)
-        if arrays is None:
+        if items.tag_ids is None:
             return ()
-        return tuple(self.collection.class_map.tags(arrays[0][pos], arrays[1][pos]))
+        from audiosim.engine.tags import Tag
+
+        names = self._state.class_map.names
+        return tuple(Tag(names[i], i, s) for i, s in zip(items.tag_ids[pos].tolist(), items.tag_scores[pos].tolist())
+                     if 0 <= i < len(names))
 
     def _hit(self, items: ItemTable, rank: int, score: float, pos: int, query_tags: tuple) -> Hit:
         from audiosim.engine.tags import shared_tags

@@ -112,7 +112,7 @@ class HitOut(BaseModel):
     duration_s: float
     end_s: float | None = Field(None, description="a region's end (grouped segment hits); its start is offset_s")
     segments: int | None = Field(None, description="how many segment hits a region merges")
-    tags: list[TagOut] | None = Field(None, description="the item's top classifier tags (collections with tags)")
+    tags: list[TagOut] | None = Field(None, description="the item's strongest classifier tags, at most 5 (collections with tags)")
     shared_tags: list[str] | None = Field(None, description="tags the item shares with the query ('why similar')")
     audio_url: str
     spectrogram_url: str
