@@ -20,8 +20,8 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "index_folder": ("audiosim.engine.ingest", "index_folder"),
     "IngestReport": ("audiosim.engine.ingest", "IngestReport"),
-    "open_collection": ("audiosim.engine.store", "open_collection"),
-    "Collection": ("audiosim.engine.store", "Collection"),
+    "open_collection": ("audiosim.engine.library", "open_collection"),
+    "Collection": ("audiosim.engine.library", "Collection"),
     "Rows": ("audiosim.engine.store", "Rows"),
     "Searcher": ("audiosim.engine.search", "Searcher"),
     "Hit": ("audiosim.engine.search", "Hit"),

@@ -54,7 +54,7 @@ def anomaly() -> None:
 def fit_cmd(collection_dir, where, scorer, covariance, k, metric, reduce, l2, pca, percentile, as_json):
     """Fit an anomaly model on a collection's (normal) vectors and save it in DIR/anomaly/."""
     from audiosim.anomaly.model import fit_collection_model
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
 
     coll = open_collection(collection_dir)
     s = fit_collection_model(coll, _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile),
@@ -81,7 +81,7 @@ def score_cmd(clips, collection_dir, weights, as_json):
     A clip's score is the highest score of its vectors (one per segment in a segmented collection).
     """
     from audiosim.anomaly.model import score_clips
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
 
     report = score_clips(open_collection(collection_dir), clips, weights=weights)
     if as_json:

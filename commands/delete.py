@@ -17,7 +17,7 @@ from audiosim.commands.common import WAIT_HELP
 @click.option("--json", "as_json", is_flag=True)
 def delete_cmd(collection_dir, paths, ids, wait, as_json):
     """Remove vectors by --path or --id; the index is updated in the same run. Audio files are never touched."""
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
     from audiosim.errors import AudiosimError
 
     if not paths and not ids:

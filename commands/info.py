@@ -33,7 +33,7 @@ def describe(coll) -> dict:
 @click.option("--json", "as_json", is_flag=True)
 def info_cmd(collection_dir, as_json):
     """Describe a collection: embedder, pooling, metric, size, labels, index."""
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
 
     coll = open_collection(collection_dir)
     info = describe(coll)

@@ -21,7 +21,7 @@ from audiosim.commands.common import show
 @click.option("--json", "as_json", is_flag=True)
 def locate_cmd(excerpt, collection_dir, k, top_m, start_s, end_s, weights, as_json):
     """Find where EXCERPT (longer than one segment) was cut from: file, offset and confidence."""
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
 
     coll = open_collection(collection_dir)
     found = coll.searcher(weights=weights).locate(clip=excerpt, start_s=start_s, end_s=end_s, top_m=top_m, max_files=k)

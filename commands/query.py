@@ -31,7 +31,7 @@ from audiosim.commands.common import show
 def query_cmd(clips, collection_dir, ids, tag, group, k, labels, path_prefix, min_duration_s, max_duration_s,
               exclude_same_file, start_s, end_s, weights, as_json):
     """Find the clips in a collection that sound most like each CLIP (or like stored items with --id, or a --tag)."""
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
     from audiosim.errors import AudiosimError
 
     if clips and ids:

@@ -16,7 +16,7 @@ from audiosim.commands.common import show
 @click.option("--json", "as_json", is_flag=True)
 def tags_cmd(collection_dir, min_score, limit, as_json):
     """Count the classifier tags stored in a collection (collections indexed with yamnet or panns)."""
-    from audiosim.engine.store import open_collection
+    from audiosim.engine.library import open_collection
     from audiosim.engine.tags import COUNT_MIN_SCORE
 
     coll = open_collection(collection_dir)

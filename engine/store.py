@@ -519,44 +519,9 @@ class Collection:
         with self.writer(wait=wait) as w:
             return w.append(rows, replacing=replacing)
 
-    def delete(self, *, ids: Iterable[int] | None = None, paths: Iterable[str] | None = None,
-               wait: float | None = None, update_index: bool = True) -> int:
-        """Drop vectors by id and/or by file path (every vector of that file); returns how many were removed.
-
-        The saved index is brought up to date in the same locked session, so searches reflect it.
-        """
-        if ids is None and paths is None:
-            raise CollectionError("delete needs ids= or paths=")
-        with self.writer(wait=wait, purpose="delete") as w:
-            doomed = set(int(i) for i in (ids or ()))
-            if paths is not None:
-                stored = w.collection.files()
-                unknown = []
-                for p in paths:
-                    key = p if p in stored else str(Path(p).expanduser().resolve())
-                    if key in stored:
-                        doomed.update(stored[key].ids)
-                    else:
-                        unknown.append(p)
-                if unknown:
-                    raise CollectionError(f"{self.root} holds no file {unknown[0]!r}; `audiosim info` lists the collection")
-            removed = w.delete(doomed)
-            if update_index and removed:
-                from audiosim.engine.indexing import ensure_index
-
-                ensure_index(w)
-            return removed
-
     def set_labels(self, labels: dict[int, str | None], *, wait: float | None = None) -> int:
         with self.writer(wait=wait, purpose="relabel") as w:
             return w.set_labels(labels)
-
-    # ------------------------------------------------------------------ search
-    def searcher(self, **embedder_options):
-        """A warm :class:`audiosim.engine.search.Searcher` over this collection."""
-        from audiosim.engine.search import Searcher
-
-        return Searcher(self, **embedder_options)
 
 
 class CollectionWriter:
@@ -706,6 +671,20 @@ class CollectionWriter:
         if removed:
             self._commit(self.manifest.with_changes(parts=tuple(parts), count=self.manifest.count - removed), data_changed=True)
         return removed
+
+    def ids_of_paths(self, paths: Iterable[str]) -> list[int]:
+        """The ids of every vector of these audio files (as given, or resolved); an unknown file is an error."""
+        stored = self.collection.files()
+        ids, unknown = [], []
+        for p in paths:
+            key = p if p in stored else str(Path(p).expanduser().resolve())
+            if key in stored:
+                ids.extend(stored[key].ids)
+            else:
+                unknown.append(p)
+        if unknown:
+            raise CollectionError(f"{self.root} holds no file {unknown[0]!r}; `audiosim info` lists the collection")
+        return ids
 
     def set_labels(self, labels: dict[int, str | None]) -> int:
         """Change the label of rows by id (rewriting the affected parts); returns how many rows changed."""
@@ -1116,8 +1095,3 @@ def rows_from_table(table, dim: int) -> Rows:
         embedding=embedding_matrix(table, dim),
         **_tag_arrays(table[TAGS] if TAGS in table.column_names else None),
     )
-
-
-def open_collection(path: str | Path) -> Collection:
-    """Open an existing collection (see :class:`Collection`)."""
-    return Collection.open(path)

@@ -61,7 +61,7 @@ def main() -> None:
 
     from audiosim.engine.embedders.base import EmbedderInfo
     from audiosim.engine.pooling import PoolingSpec
-    from audiosim.engine.store import Collection
+    from audiosim.engine.library import Collection
 
     faiss.omp_set_num_threads(1)  # one query at a time, as a warm service answers it
     rng = np.random.default_rng(args.seed)

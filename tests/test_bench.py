@@ -211,7 +211,7 @@ def test_variants_expand_all_and_canonicalise():
 
 
 def test_run_benchmark_end_to_end(fake_esc50, bench_cache, tmp_path):
-    from audiosim.engine.store import Collection
+    from audiosim.engine.library import Collection
 
     out = tmp_path / "run"
     cfg = B.BenchConfig(embedder="logmel", out=str(out), poolings=("mu",), postprocess=(None, "center+whiten:16"),

@@ -25,7 +25,8 @@ from audiosim.commands.compact import compact_cmd
 from audiosim.engine.compaction import AUTO_COMPACT_PARTS, compact, compact_collection, plan_compaction
 from audiosim.engine.ingest import index_folder
 from audiosim.engine.manifest import PartRecord
-from audiosim.engine.store import Collection, Rows
+from audiosim.engine.library import Collection
+from audiosim.engine.store import Rows
 from audiosim.files import sha256_file
 
 EMB = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": 8, "window_s": 1.0, "hop_s": 0.5, "weights_sha256": "cd" * 32}

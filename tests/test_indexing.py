@@ -18,7 +18,8 @@ import pytest
 from audiosim.engine.embedders.base import EmbedderInfo
 from audiosim.engine.indexing import ensure_index, load_for_search
 from audiosim.engine.pooling import PoolingSpec
-from audiosim.engine.store import Collection, Rows
+from audiosim.engine.library import Collection
+from audiosim.engine.store import Rows
 from audiosim.indexes.flat import brute_force
 
 DIM = 32

@@ -104,7 +104,8 @@ def test_save_load_round_trip(tmp_path, X):
 
 
 def _collection(tmp_path, vectors):
-    from audiosim.engine.store import Collection, Rows
+    from audiosim.engine.library import Collection
+    from audiosim.engine.store import Rows
 
     emb = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": vectors.shape[1], "window_s": 1.0, "hop_s": 0.5,
            "weights_sha256": None}
@@ -119,7 +120,7 @@ def _collection(tmp_path, vectors):
 def test_collection_records_and_search_applies_it(tmp_path, X):
     """The manifest records the spec; the saved index holds the fitted transform; searches run in that space."""
     from audiosim.engine.indexing import ensure_index, load_for_search
-    from audiosim.engine.store import Collection
+    from audiosim.engine.library import Collection
 
     coll = _collection(tmp_path, X)
     with coll.writer() as w:

@@ -26,6 +26,12 @@ def _rows(n, rng, prefix="f", label="x"):
     )
 
 
+def _delete(coll, ids) -> int:
+    """Drop ids in one commit (the store alone: no index to keep current)."""
+    with coll.writer() as w:
+        return w.delete(ids)
+
+
 @pytest.fixture
 def coll(tmp_path):
     return Collection.create(tmp_path / "c", embedder=EMB, embedder_options={}, pooling=POOL, metric="cosine")
@@ -86,7 +92,7 @@ def test_wrong_dim_refused(coll, rng):
 
 def test_delete_and_replace_keep_ids_stable(coll, rng):
     coll.append(_rows(4, rng))
-    assert coll.delete(ids=[1, 3]) == 2
+    assert _delete(coll, [1, 3]) == 2
     ids, _ = coll.embeddings()
     assert ids.tolist() == [0, 2] and len(coll) == 2
     new = coll.append(_rows(1, rng, prefix="h"), replacing=[0])
@@ -176,17 +182,17 @@ def test_writer_removes_temporary_files_and_leaves_unknown_files(coll, rng):
 def test_reader_snapshot_survives_commits_that_retire_its_parts(coll, rng):
     coll.append(_rows(4, rng))
     reader = Collection.open(coll.root)  # revision r
-    coll.delete(ids=[0], update_index=False)  # r + 1: the part is rewritten; the old one is kept for readers of r
+    _delete(coll, [0])  # r + 1: the part is rewritten; the old one is kept for readers of r
     assert reader.read_table(["path"]).num_rows == 4  # still the snapshot of r
-    coll.delete(ids=[1], update_index=False)  # r + 2: the part of r is gone from disk
+    _delete(coll, [1])  # r + 2: the part of r is gone from disk
     t = reader.read_table(["path"])  # the reader refreshes and retries
     assert t.num_rows == 2 and reader.revision == coll.revision
     coll.append(_rows(3, rng, prefix="z"))  # ids 4..6 in a second part
     stale = Collection.open(coll.root)
     batches = stale.iter_batches(["path"], batch_rows=100)
     assert next(batches).num_rows == 2  # the first part is read; the second is retired by two commits
-    coll.delete(ids=[4], update_index=False)
-    coll.delete(ids=[5], update_index=False)
+    _delete(coll, [4])
+    _delete(coll, [5])
     with pytest.raises(CollectionError, match="read it again"):
         next(batches)
 
