@@ -504,18 +504,29 @@ class MahalanobisScorer(AnomalyScorer):
         self.shrinkage_, self.iso_ = float(meta["fitted"]["shrinkage"]), float(meta["fitted"]["iso"])
 
 
-class KnnScorer(AnomalyScorer):
+class _NeighbourScorer(AnomalyScorer):
+    """A scorer whose fitted state is its training vectors (``train_``) and ``k_``; loading refits on them."""
+
+    def _arrays(self) -> dict:
+        return {"train": self.train_}
+
+    def _scalars(self) -> dict:
+        return {"k": self.k_}
+
+    def _restore(self, meta: dict, arrays: dict) -> None:
+        super()._restore(meta, arrays)
+        self._fit(arrays["train"])
+
+
+class KnnScorer(_NeighbourScorer):
     """Mean or k-th distance to the k nearest normal vectors (exact FAISS search)."""
 
     kind = "knn"
 
     def _fit(self, z: np.ndarray) -> None:
-        self.train_ = np.ascontiguousarray(z, dtype=np.float32)
-        self._build()
-
-    def _build(self) -> None:
         from audiosim.indexes.flat import FlatIndex
 
+        self.train_ = np.ascontiguousarray(z, dtype=np.float32)
         self.k_ = min(int(self.config.k), self.train_.shape[0] - 1)  # same k for training (self left out) and queries
         self._index = FlatIndex(dim=self.train_.shape[1], metric=self.config.metric)
         self._index.add(np.arange(self.train_.shape[0], dtype=np.int64), self.train_)
@@ -541,19 +552,8 @@ class KnnScorer(AnomalyScorer):
         keep[~own.any(axis=1), -1] = False
         return self._reduce(dist[keep].reshape(n, self.k_))
 
-    def _arrays(self) -> dict:
-        return {"train": self.train_}
 
-    def _scalars(self) -> dict:
-        return {"k": self.k_}
-
-    def _restore(self, meta: dict, arrays: dict) -> None:
-        super()._restore(meta, arrays)
-        self.train_ = np.ascontiguousarray(arrays["train"], dtype=np.float32)
-        self._build()
-
-
-class LofScorer(AnomalyScorer):
+class LofScorer(_NeighbourScorer):
     """scikit-learn ``LocalOutlierFactor(novelty=True)``; the score is the local outlier factor."""
 
     kind = "lof"
@@ -571,16 +571,6 @@ class LofScorer(AnomalyScorer):
 
     def _train_scores(self, z: np.ndarray) -> np.ndarray:
         return -self._lof.negative_outlier_factor_
-
-    def _arrays(self) -> dict:
-        return {"train": self.train_}
-
-    def _scalars(self) -> dict:
-        return {"k": self.k_}
-
-    def _restore(self, meta: dict, arrays: dict) -> None:
-        super()._restore(meta, arrays)
-        self._fit(arrays["train"])
 
 
 SCORER_CLASSES = {"mahalanobis": MahalanobisScorer, "knn": KnnScorer, "lof": LofScorer}

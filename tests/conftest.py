@@ -39,6 +39,17 @@ def esc50_root() -> Path:
     return _env_dir("ESC50_ROOT", "", "the ESC-50 dataset root")
 
 
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """FAISS's OpenMP threads spin-wait; on a shared 2-core machine one thread runs small index cases fastest."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -29,15 +29,7 @@ DIM = 32
 SMALL = {"exact_max_n": 500, "graph_max_n": 1500}  # thresholds scaled down to test-sized data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """FAISS's OpenMP threads spin-wait; on a shared 2-core machine one thread runs these small cases fastest."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,7 @@ MIN_RECALL = {"flat": 1.0, "sq8": 0.85, "hnsw": 0.95, "hnswsq": 0.85, "ivf": 0.9
 EXACT = ("flat", "sq8")  # exhaustive: a filter always yields k hits when k are allowed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """FAISS's OpenMP threads spin-wait; on a shared 2-core machine one thread runs these small cases fastest."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def clustered(rng, n=3000, dim=DIM, centers=40):

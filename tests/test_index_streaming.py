@@ -20,15 +20,7 @@ TRAINED = {"ivf": {"nlist": 16, "nprobe": 4}, "ivfsq8": {"nlist": 16, "nprobe": 
            "ivfpq": {"nlist": 16, "nprobe": 4, "m": 6}, "sq8": {}, "flat": {}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """FAISS's OpenMP threads spin-wait; on a shared 2-core machine one thread runs these small cases fastest."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 @pytest.fixture(scope="module")

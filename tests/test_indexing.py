@@ -25,14 +25,7 @@ from audiosim.indexes.flat import brute_force
 DIM = 32
 
 
-@pytest.fixture(autouse=True)
-def one_faiss_thread():
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def clustered(rng, n, centers=40):
