@@ -70,6 +70,16 @@ def upload(client, path, name="demo", **fields):
                            data={k: str(v) for k, v in fields.items()})
 
 
+def valid_search(r) -> dict:
+    """A 200 search answer that is exactly what the OpenAPI schema says (the route builds it without pydantic)."""
+    from audiosim.service.schemas import SearchResponse
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert SearchResponse.model_validate(body).model_dump(mode="json") == body
+    return body
+
+
 def assert_error(r, status, code=None):
     assert r.status_code == status, r.text
     body = r.json()
@@ -203,6 +213,18 @@ def test_bad_search_requests(client, queries):
     assert_error(client.post(s, json={"ids": [1, 999999]}), 404, "not_found")
     assert_error(client.post("/api/collections/nope/search", json={"id": 1}), 404, "not_found")
     assert_error(upload(client, queries["tone"], name="nope"), 404)
+
+
+def test_search_answers_match_the_schema(client, queries, coll_dir):
+    """Upload, id, batch, vector and vectors answers validate against SearchResponse, field for field."""
+    for body in (valid_search(upload(client, queries["tone"], k=4, start_s=0.2)),
+                 valid_search(client.post("/api/collections/demo/search", json={"id": 1, "k": 3})),
+                 valid_search(client.post("/api/collections/demo/search", json={"ids": [1, 2], "k": 2}))):
+        assert body["hits"] or body["results"]
+    dim = audiosim.open_collection(coll_dir).dim
+    one = valid_search(client.post("/api/collections/demo/search", json={"vector": [0.1] * dim, "k": 2}))
+    many = valid_search(client.post("/api/collections/demo/search", json={"vectors": [[0.1] * dim, [0.2] * dim], "k": 2}))
+    assert len(one["hits"]) == 2 and [len(r) for r in many["results"]] == [2, 2]
 
 
 def test_non_audio_upload_is_415_json(client, tmp_path):
@@ -525,12 +547,10 @@ def test_segment_collections_answer_regions_and_tag_collections_tags(tmp_path, y
     with TestClient(app) as client:
         sid = next(h.id for h in audiosim.open_collection(coll).searcher(weights=yamnet_tflite).search(
             waveform=x[16000 * 10:16000 * 14], sample_rate=16000, k=1, group="none"))
-        r = client.post("/api/collections/rec/search", json={"id": sid, "k": 2})
-        assert r.status_code == 200, r.text
-        best = r.json()["hits"][0]
+        best = valid_search(client.post("/api/collections/rec/search", json={"id": sid, "k": 2}))["hits"][0]
         assert best["end_s"] is not None and best["segments"] >= 2 and best["offset_s"] <= 11.0 and best["end_s"] >= 13.0
         assert best["tags"] and {"name", "score"} <= set(best["tags"][0]) and isinstance(best["shared_tags"], list)
-        flat = client.post("/api/collections/rec/search", json={"id": sid, "k": 3, "group": "none"}).json()["hits"]
+        flat = valid_search(client.post("/api/collections/rec/search", json={"id": sid, "k": 3, "group": "none"}))["hits"]
         assert len(flat) == 3 and all(h["end_s"] is None for h in flat)
         tagged = client.post("/api/collections/rec/search", json={"id": sid, "k": 5, "group": "none",
                                                                    "tag": best["tags"][0]["name"]}).json()["hits"]

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the app's context, a served collection by name, the token check."""
+"""FastAPI dependencies: the app's context, a served collection by name, the token check.
+
+They are ``async`` because they only read memory: FastAPI runs a plain ``def`` dependency on
+its thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from audiosim.service.security import TOKEN_COOKIE, check_token
 bearer = HTTPBearer(auto_error=False, description="the server's --token (only when it was started with one)")
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
     return request.app.state.audiosim
 
 
-def served(name: str, ctx: ServiceContext = Depends(context)) -> ServedCollection:
+async def served(name: str, ctx: ServiceContext = Depends(context)) -> ServedCollection:
     return ctx.catalog.get(name)
 
 
-def require_token(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer),
-                  ctx: ServiceContext = Depends(context)) -> None:
+async def require_token(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer),
+                        ctx: ServiceContext = Depends(context)) -> None:
     check_token(ctx.config.token, request.headers.get("authorization"), request.cookies.get(TOKEN_COOKIE))
