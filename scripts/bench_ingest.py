@@ -15,9 +15,11 @@ Prints one JSON object. Two modes:
   run alternately ``--pairs`` times (naive, local, local, naive, ...), each into a fresh
   collection; wall seconds, CPU seconds (this process and its children), and the 1-minute load
   average before each run, since other processes share the cores.
-* ``bound_fraction`` = bound / wall (what the issue asks to bring to >= 0.9);
-  ``bound_fraction_cpu`` = (decode + inference CPU) / the engine's CPU: the same fraction when
-  the cores are not shared, i.e. the engine's own overhead (IPC, commits, index build).
+* The bound is measured again right before every local run (the machine's speed drifts between
+  minutes when other tenants share it); each local run reports its own ``bound_fraction`` =
+  its bound / its wall, and ``bound_fraction_cpu`` = (decode + inference CPU) / the engine's
+  CPU: the same fraction when the cores are not shared, i.e. the engine's own overhead (IPC,
+  commits, index build). The summary gives the medians (what the issue asks to bring to >= 0.9).
 * **Ray engine** (2 actors, ``ray.init(num_cpus=2)``; startup timed apart): wall seconds, the CPU
   of the Ray process tree, and whether its vectors equal the local engine's, file by file.
 
@@ -145,34 +147,44 @@ def mode_bound(args, files: list[str], work: Path) -> dict:
     linked = sorted(str(p) for p in folder.iterdir())
     embedder = make_embedder(args.embedder)
     out = {"files": len(files), "embedder": args.embedder, "cores": cores, "machine_cpus": os.cpu_count()}
-    parts, w, c, load = measured(lambda: decode_and_inference_cpu(linked, embedder))
-    out.update(parts)
-    cpu_work = parts["decode_cpu_s"] + parts["inference_cpu_s"]
-    out["bound_s"] = round(cpu_work / cores, 2)
-    out["bound_clips_per_s"] = round(len(files) / out["bound_s"], 1)
 
     runs = {"local": [], "naive": []}
+    bounds = []
     order = (["naive", "local", "local", "naive"] * args.pairs)[: 2 * args.pairs]  # ABBA: drifting load hits both
     local_root = None
     for k, name in enumerate(order):
         if name == "local":
+            # The bound is measured right before each local run: this machine's speed drifts by 10 % and
+            # more between minutes (other tenants), so a bound taken once at the start mismeasures later runs.
+            parts = decode_and_inference_cpu(linked, embedder)
+            bounds.append(parts)
+            bound_s = (parts["decode_cpu_s"] + parts["inference_cpu_s"]) / cores
             if local_root is not None:
                 shutil.rmtree(local_root)  # keep only the last one, for the Ray comparison
             local_root = work / f"local{k}"
             rep, w, c, load = measured(lambda root=local_root: index_folder(folder, root, embedder=args.embedder,
                                                                             processes="auto"))
             runs["local"].append({"wall_s": round(w, 2), "cpu_s": round(c, 2), "load_1min_before": round(load, 2),
+                                  "bound_s": round(bound_s, 2), "bound_fraction": round(bound_s / w, 3),
+                                  "bound_fraction_cpu": round(bound_s * cores / c, 3),
                                   "engine": rep.engine, "embedded": rep.embedded, "failed": len(rep.failures)})
         else:
             _, w, c, load = measured(lambda: naive_loop(linked, embedder))
             runs["naive"].append({"wall_s": round(w, 2), "cpu_s": round(c, 2), "load_1min_before": round(load, 2)})
+    for key in ("decode_cpu_s", "inference_cpu_s"):
+        out[key] = round(float(np.median([b[key] for b in bounds])), 2)
+    out["distinct_input_lengths"] = bounds[0]["distinct_input_lengths"]
+    cpu_work = out["decode_cpu_s"] + out["inference_cpu_s"]
+    out["bound_s"] = round(cpu_work / cores, 2)
+    out["bound_clips_per_s"] = round(len(files) / out["bound_s"], 1)
     local_wall = float(np.median([r["wall_s"] for r in runs["local"]]))
     local_cpu = float(np.median([r["cpu_s"] for r in runs["local"]]))
     naive_wall = float(np.median([r["wall_s"] for r in runs["naive"]]))
     out["local_engine"] = {"runs": runs["local"], "wall_s": local_wall, "cpu_s": local_cpu,
                            "clips_per_s": round(len(files) / local_wall, 1),
-                           "bound_fraction": round(out["bound_s"] / local_wall, 3),
-                           "bound_fraction_cpu": round(cpu_work / local_cpu, 3),
+                           "bound_fraction": round(float(np.median([r["bound_fraction"] for r in runs["local"]])), 3),
+                           "bound_fraction_cpu": round(float(np.median([r["bound_fraction_cpu"]
+                                                                         for r in runs["local"]])), 3),
                            "cpu_utilisation": round(local_cpu / (local_wall * cores), 3)}
     out["naive_loop"] = {"runs": runs["naive"], "wall_s": naive_wall,
                          "cpu_s": float(np.median([r["cpu_s"] for r in runs["naive"]])),
