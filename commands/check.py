@@ -28,13 +28,7 @@ def check_cmd(ctx, collection_dir, as_json):
     """
     from audiosim.engine.integrity import check_collection
 
-    report = check_collection(collection_dir)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        for line in check_lines(report):
-            click.echo(line)
-    ctx.exit(0 if report.ok else 1)
+    _finish(ctx, check_collection(collection_dir), lines=check_lines, as_json=as_json)
 
 
 @click.command("repair")
@@ -51,11 +45,15 @@ def repair_cmd(ctx, collection_dir, wait, as_json):
     """
     from audiosim.engine.integrity import repair_collection
 
-    report = repair_collection(collection_dir, wait=wait)
+    _finish(ctx, repair_collection(collection_dir, wait=wait), lines=repair_lines, as_json=as_json)
+
+
+def _finish(ctx, report, *, lines, as_json: bool) -> None:
+    """Print ``report`` (JSON, or the text ``lines(report)`` gives) and exit 1 when it is not ok."""
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        for line in repair_lines(report):
+        for line in lines(report):
             click.echo(line)
     ctx.exit(0 if report.ok else 1)
 
