@@ -18,16 +18,22 @@ imported until a function needs it)::
 __version__ = "0.2.0"
 
 _EXPORTS = {
-    "index_folder": ("audiosim.engine.ingest", "index_folder"),
-    "IngestReport": ("audiosim.engine.ingest", "IngestReport"),
-    "open_collection": ("audiosim.engine.library", "open_collection"),
-    "Collection": ("audiosim.engine.library", "Collection"),
-    "Rows": ("audiosim.engine.store", "Rows"),
-    "Searcher": ("audiosim.engine.search", "Searcher"),
-    "Hit": ("audiosim.engine.search", "Hit"),
-    "Item": ("audiosim.engine.search", "Item"),
-    "Timing": ("audiosim.engine.search", "Timing"),
-    "make_embedder": ("audiosim.engine.embedders", "make_embedder"),
+    "index_folder": ("audiosim.engine.ingest.indexer", "index_folder"),
+    "IngestReport": ("audiosim.engine.ingest.indexer", "IngestReport"),
+    "IndexOptions": ("audiosim.engine.ingest.options", "IndexOptions"),
+    "open_collection": ("audiosim.engine.search.library", "open_collection"),
+    "Collection": ("audiosim.engine.search.library", "Collection"),
+    "Rows": ("audiosim.engine.store.store", "Rows"),
+    "Searcher": ("audiosim.engine.search.searcher", "Searcher"),
+    "Hit": ("audiosim.engine.search.searcher", "Hit"),
+    "Item": ("audiosim.engine.search.searcher", "Item"),
+    "Timing": ("audiosim.engine.search.searcher", "Timing"),
+    "Query": ("audiosim.engine.search.query", "Query"),
+    "Filters": ("audiosim.engine.search.query", "Filters"),
+    "SearchResult": ("audiosim.engine.search.query", "SearchResult"),
+    "Region": ("audiosim.engine.search.regions", "Region"),
+    "make_embedder": ("audiosim.engine.models.embedders", "make_embedder"),
+    "write_demo_folder": ("audiosim.engine.audio.synth", "write_demo_folder"),  # labelled synthetic clips
     "AudiosimError": ("audiosim.errors", "AudiosimError"),
 }
 

@@ -1,5 +1,8 @@
 """File helpers used across audiosim: content hashes, atomic writes, strict JSON, file-name slugs.
 
+* :func:`atomic_path` is the one atomic write: a temporary file in the same folder that the
+  caller fills, fsynced, renamed into place, and the folder fsynced (removed on failure);
+  :func:`write_bytes_atomic`, :func:`write_json_atomic` and :func:`write_npz_atomic` use it.
 * :func:`write_json_atomic` writes strict JSON (NaN and infinities become ``null``; numpy
   scalars and arrays, paths and tuples are converted) to a temporary file in the same folder,
   fsyncs it and renames it into place, so a reader never sees half a file.
@@ -10,13 +13,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import re
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -59,19 +64,54 @@ def dumps_strict(obj, *, indent: int | None = 2, sort_keys: bool = False) -> str
     return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's bytes to the disk."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to the disk; a file system that cannot is let be."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, sync_dir: bool = True) -> Iterator[Path]:
+    """The one atomic write: yields a temporary path (``.<name>.<hex>.tmp``, same folder) for the block to write.
+
+    When the block succeeds the temporary file is fsynced and renamed onto ``path``, then the
+    folder is fsynced (``sync_dir=False`` leaves that to a caller that renames several files);
+    when it fails the temporary file is removed. A reader sees the old file or the new one, never
+    half of one, also after a crash.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
     return path
 
 
@@ -82,7 +122,6 @@ def write_json_atomic(path: str | Path, obj, *, indent: int | None = 2, sort_key
 
 def write_npz_atomic(path: str | Path, **arrays) -> Path:
     """``numpy.savez`` of ``arrays`` written atomically (:func:`write_bytes_atomic`)."""
-    import io
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)

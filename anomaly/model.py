@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from audiosim.anomaly.scorers import ScorerConfig, load_scorer, make_scorer
+from audiosim.engine.search.searcher import embed_file, embedder_for
 from audiosim.errors import AnomalyModelError, AudiosimError
 
 MODEL_DIR = "anomaly"
@@ -79,7 +81,6 @@ class ScoreReport:
 
 def fit_collection_model(collection, scorer, *, labels: Iterable[str] | None = None, wait: float | None = None) -> FitSummary:
     """Fit ``scorer`` (a :class:`ScorerConfig` or spec text) on the collection's vectors (optionally only these labels)."""
-    from audiosim.anomaly.scorers import ScorerConfig, make_scorer
 
     config = scorer if isinstance(scorer, ScorerConfig) else ScorerConfig.parse(scorer)
     wanted = tuple(sorted(set(labels or ())))
@@ -110,7 +111,6 @@ def fit_collection_model(collection, scorer, *, labels: Iterable[str] | None = N
 
 def load_collection_model(collection):
     """(scorer, its saved metadata), checked against the collection's embedder and pooling."""
-    from audiosim.anomaly.scorers import load_scorer
 
     d = collection.root / MODEL_DIR
     if not d.is_dir():
@@ -128,7 +128,6 @@ def load_collection_model(collection):
 
 def score_clips(collection, clips: Sequence[str | Path], *, weights=None) -> ScoreReport:
     """Score each clip with the collection's anomaly model; a clip that cannot be read is reported, not fatal."""
-    from audiosim.engine.search import embed_file, embedder_for
 
     model, meta = load_collection_model(collection)
     stale = meta.get("extra", {}).get("collection_revision") != collection.revision

@@ -78,6 +78,7 @@ import numpy as np
 
 from audiosim.errors import AnomalyModelError
 from audiosim.files import dumps_strict, write_bytes_atomic, write_json_atomic
+from audiosim.indexes.flat import FlatIndex
 from audiosim.indexes.vectors import METRICS, l2_normalize
 
 SCORERS = ("mahalanobis", "knn", "lof")
@@ -344,7 +345,14 @@ class AnomalyScorer:
         from sklearn.decomposition import PCA
 
         z = _l2(x) if self.config.l2 else x
-        n_comp = min(int(self.config.pca), z.shape[0], z.shape[1])
+        want = int(self.config.pca)
+        if want > z.shape[1]:
+            raise AnomalyModelError(f"pca={want} asks for more principal components than the vectors' {z.shape[1]} "
+                                    f"dimensions; give pca={z.shape[1]} or fewer (or leave pca out)")
+        n_comp = min(want, z.shape[0])
+        if n_comp < want:
+            self._warn(f"pca={want} lowered to {n_comp}: {z.shape[0]} training vectors span at most {n_comp} "
+                       "principal components", stacklevel=4)
         pca = PCA(n_components=n_comp, svd_solver="full").fit(z)
         self._pca_mean = pca.mean_.astype(np.float64)
         self._pca_components = pca.components_.astype(np.float64)
@@ -524,8 +532,6 @@ class KnnScorer(_NeighbourScorer):
     kind = "knn"
 
     def _fit(self, z: np.ndarray) -> None:
-        from audiosim.indexes.flat import FlatIndex
-
         self.train_ = np.ascontiguousarray(z, dtype=np.float32)
         self.k_ = min(int(self.config.k), self.train_.shape[0] - 1)  # same k for training (self left out) and queries
         self._index = FlatIndex(dim=self.train_.shape[1], metric=self.config.metric)
@@ -638,7 +644,8 @@ def _check_model(d: Path, meta: dict, arrays: dict, npz_bytes: bytes) -> ScorerC
         raise AnomalyModelError(f"{d}: {what}; the anomaly model is damaged or was not written by audiosim: {FIT_AGAIN}")
 
     fmt = meta.get("format")
-    if not _is_int(fmt) or fmt not in READABLE_FORMATS or meta.get("kind") not in SCORER_CLASSES:
+    kind = meta.get("kind")
+    if not _is_int(fmt) or fmt not in READABLE_FORMATS or not isinstance(kind, str) or kind not in SCORER_CLASSES:
         raise AnomalyModelError(f"{d / CONFIG_FILE}: unsupported anomaly model (format {fmt!r}, kind "
                                 f"{meta.get('kind')!r}); {FIT_AGAIN}")
     if fmt >= 2:

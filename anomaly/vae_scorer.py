@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from audiosim.engine.training.vae_data import MelConfig, Normalizer, load_logmels, windows
 from audiosim.errors import DatasetError
 
 
@@ -16,7 +17,7 @@ class VaeScorer:
     """The GLU-ConvVAE's reconstruction error as the anomaly score (seed 000's baseline).
 
     One VAE is trained per group on the normal training clips' log-mel windows
-    (:func:`audiosim.engine.vae.train.train_vae`); a clip's score is the mean, over its windows,
+    (:func:`audiosim.engine.training.vae_train.train_vae`); a clip's score is the mean, over its windows,
     of the Gaussian negative log-likelihood per time-frequency bin of the window under the
     decoder's output for the latent mean (no sampling). The threshold is the ``percentile`` of
     the training clips' scores (in-sample). Spec: ``vae[:epochs=30,latent=32,channels=32-64-128-256]``.
@@ -54,9 +55,8 @@ class VaeScorer:
     def fit_score(self, train_paths: Sequence[str], test_paths: Sequence[str], out_dir: Path, *,
                   progress: bool = False) -> tuple[np.ndarray, float, dict]:
         """Train on ``train_paths``; (test scores, threshold, training summary)."""
-        from audiosim.engine.vae.data import MelConfig, load_logmels
-        from audiosim.engine.vae.model import VAEConfig, load_checkpoint
-        from audiosim.engine.vae.train import TrainConfig, train_vae
+        from audiosim.engine.models.vae.model import VAEConfig, load_checkpoint
+        from audiosim.engine.training.vae_train import TrainConfig, train_vae
 
         mel = MelConfig()
         train = load_logmels(list(train_paths), mel, cache=None, progress=False)
@@ -77,8 +77,7 @@ class VaeScorer:
     def _scores(model, payload: dict, logmels, mel) -> np.ndarray:
         import torch
 
-        from audiosim.engine.vae.data import Normalizer, windows
-        from audiosim.engine.vae.model import gaussian_nll
+        from audiosim.engine.models.vae.model import gaussian_nll
 
         norm = Normalizer.from_dict(payload["norm"])
         out = []

@@ -4,31 +4,39 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
-from audiosim.commands.common import command_line, show
+from audiosim.anomaly.detectors import DETECTORS, load_detector, make_detector
+from audiosim.anomaly.model import fit_collection_model, score_clips
+from audiosim.anomaly.scorers import ScorerConfig
+from audiosim.commands.common import Number, command_line, parse_options, show
+from audiosim.engine.audio.decode import is_audio_path
+from audiosim.engine.search.library import open_collection
+from audiosim.errors import AudiosimError, InvalidOptionError
+from audiosim.eval.dcase import DcaseConfig, run_dcase_eval
+from audiosim.eval.dcase_layout import section_of
+from audiosim.eval.detector_eval import DetectorEvalConfig, compare_eval_runs, run_detector_eval, summary_table
+from audiosim.eval.novelty import DEFAULT_SCORERS, NoveltyConfig, parse_weights, run_novelty
 
 SCORER_HELP = ("Scorer: mahalanobis, knn or lof, optionally with options as name:key=value,... "
                "(e.g. knn:k=3,metric=euclidean); the flags below override them.")
 
 
 def _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile):
-    from audiosim.anomaly.scorers import ScorerConfig
-
     return ScorerConfig.parse(scorer, covariance=covariance, k=k, metric=metric, reduce=reduce,
                               l2=True if l2 else None, pca=pca, percentile=percentile)
 
 
 def _where(values) -> list[str]:
     """``--where label=VALUE`` options to the labels they accept."""
-    from audiosim.errors import AudiosimError
 
     out = []
     for v in values:
         key, eq, value = v.partition("=")
         if not eq or key.strip() != "label":
-            raise AudiosimError(f"--where {v!r}: write label=VALUE (repeat it to accept several labels)")
+            raise InvalidOptionError(f"--where {v!r}: write label=VALUE (repeat it to accept several labels)")
         out.append(value)
     return out
 
@@ -49,12 +57,10 @@ def anomaly() -> None:
 @click.option("--reduce", type=click.Choice(["mean", "kth"]), default=None, help="knn: mean or k-th neighbour distance [default: mean].")
 @click.option("--l2", is_flag=True, help="L2-normalise vectors before fitting/scoring.")
 @click.option("--pca", type=int, default=None, help="Project on this many principal components of the normal vectors first.")
-@click.option("--percentile", type=float, default=None, help="Threshold = this percentile of the training scores [default: 99].")
+@click.option("--percentile", type=Number(min=0, max=100), default=None, help="Threshold = this percentile of the training scores [default: 99].")
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted model's summary as JSON.")
 def fit_cmd(collection_dir, where, scorer, covariance, k, metric, reduce, l2, pca, percentile, as_json):
     """Fit an anomaly model on a collection's (normal) vectors and save it in DIR/anomaly/."""
-    from audiosim.anomaly.model import fit_collection_model
-    from audiosim.engine.library import open_collection
 
     coll = open_collection(collection_dir)
     s = fit_collection_model(coll, _scorer_config(scorer, covariance, k, metric, reduce, l2, pca, percentile),
@@ -72,17 +78,26 @@ def fit_cmd(collection_dir, where, scorer, covariance, k, metric, reduce, l2, pc
 
 @anomaly.command("score")
 @click.argument("clips", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--collection", "collection_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--collection", "collection_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Score with the collection's anomaly model (`anomaly fit`).")
+@click.option("--model", "model_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Score with a detector saved by `anomaly fit-detector` instead.")
+@click.option("--label", default=None, help="--model: the clips' machine ID/section (else read from DCASE file names).")
+@click.option("--device", default=None, help="--model: cpu (default) or cuda.")
 @click.option("--weights", default=None, help="Weights, if they moved since indexing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def score_cmd(clips, collection_dir, weights, as_json):
-    """Score CLIPs against the collection's anomaly model: score, threshold, verdict.
+def score_cmd(clips, collection_dir, model_dir, label, device, weights, as_json):
+    """Score CLIPs against the collection's anomaly model or a saved detector: score, threshold, verdict.
 
-    A clip's score is the highest score of its vectors (one per segment in a segmented collection).
+    A clip's score is the highest score of its vectors (one per segment in a segmented collection);
+    a detector's is the mean of its frame scores.
     """
-    from audiosim.anomaly.model import score_clips
-    from audiosim.engine.library import open_collection
 
+    if (collection_dir is None) == (model_dir is None):
+        raise InvalidOptionError("give either --collection DIR (a collection's anomaly model) or --model DIR (a detector)")
+    if model_dir is not None:
+        _score_with_detector(clips, model_dir, label, device, as_json)
+        return
     report = score_clips(open_collection(collection_dir), clips, weights=weights)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -101,8 +116,88 @@ def score_cmd(clips, collection_dir, weights, as_json):
         sys.exit(2)
 
 
+def _score_with_detector(clips, model_dir, label, device, as_json):
+    det = load_detector(model_dir, device=device)
+    labels = None
+    if det.needs_labels:
+        labels = [label or section_of(c) for c in clips]
+        if None in labels:
+            raise InvalidOptionError(f"the {det.kind} detector needs each clip's machine ID/section: pass --label "
+                                f"(one of {', '.join(det.classes_)}) or use DCASE file names")
+    out = []
+    for clip, lab in zip(clips, labels or [None] * len(clips)):
+        try:
+            r = det.score([clip], labels=[lab] if lab is not None else None)[0]
+            out.append({"clip": clip, "score": r.score, "threshold": det.threshold_, "frames": len(r.frames),
+                        "verdict": "anomalous" if r.score > det.threshold_ else "normal"})
+        except AudiosimError as e:
+            out.append({"clip": clip, "error": type(e).__name__, "message": str(e)})
+    if as_json:
+        click.echo(json.dumps({"detector": det.spec, "threshold": det.threshold_, "results": out}, indent=2))
+    else:
+        click.echo(f"detector {det.spec}, threshold {det.threshold_:.6g} ({det.threshold_fit_.get('method')} fit, "
+                   f"percentile {det.options['percentile']:g} of the training scores)")
+        click.echo(f"{'score':>12}  {'verdict':<9}  clip")
+        for r in out:
+            if "error" in r:
+                click.echo(f"{'-':>12}  {'error':<9}  {show(r['clip'])}: {show(r['message'])}")
+            else:
+                click.echo(f"{r['score']:>12.6g}  {r['verdict']:<9}  {show(r['clip'])}")
+    if any("error" in r for r in out):
+        sys.exit(2)
+
+
+@anomaly.command("fit-detector")
+@click.argument("clips", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--detector", "spec", required=True, help=f"Detector spec: {', '.join(DETECTORS)} with options, e.g. ae:epochs=30.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to save the detector in.")
+@click.option("--label", default=None, help="Classifier detectors: the clips' ID/section (else read from DCASE file names).")
+@click.option("--tune", type=int, default=0, show_default=True, help="Try N random settings on a validation split of the clips.")
+@click.option("--device", default=None, help="cpu (default) or cuda.")
+def fit_detector_cmd(clips, spec, out_dir, label, tune, device):
+    """Fit a detector on normal CLIPs (files or folders of audio) and save it with its threshold."""
+
+    paths = []
+    for c in clips:
+        p = Path(c)
+        paths += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_audio_path(f)) if p.is_dir() else [str(p)]
+    det = make_detector(spec, device=device)
+    labels = [label or section_of(p) for p in paths] if det.needs_labels else None
+    if labels is not None and None in labels:
+        raise InvalidOptionError(f"the {det.kind} detector needs each clip's machine ID/section: use DCASE file names")
+    det.fit(paths, labels=labels, tune=tune)
+    det.save(out_dir)
+    click.echo(f"fitted {det.spec} on {det.n_train_} clips in {det.fit_seconds_:.1f} s; threshold {det.threshold_:.6g} "
+               f"({det.threshold_fit_.get('method')} fit at percentile {det.options['percentile']:g}); saved to {show(out_dir)}")
+
+
+@anomaly.command("compare")
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def compare_cmd(run_a, run_b, as_json):
+    """Compare two `anomaly eval --detector` runs: DeLong tests per machine type and section, Holm-corrected."""
+
+    res = compare_eval_runs(run_a, run_b)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"{'A':<28} {'B':<28} {'group':<14} {'AUC A':>7} {'AUC B':>7} {'p':>9} {'p Holm':>9}")
+    for t in res["tests"]:
+        click.echo(f"{t['a']:<28} {t['b']:<28} {t['machine'] + '/' + t['section']:<14} {t['auc_a']:>7.4f} "
+                   f"{t['auc_b']:>7.4f} {t['p']:>9.3g} {t['p_holm']:>9.3g}")
+
+
 @anomaly.command("eval")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--detector", "detectors", multiple=True,
+              help=f"Trained detector, repeatable ({', '.join(DETECTORS)}; options as ae:epochs=30). Reads the DCASE "
+                   "2020 and 2021-2024 layouts; replaces --scorer.")
+@click.option("--year", type=click.IntRange(2020, 2024), default=None, help="--detector: official score of this year "
+              "[default: guessed from the layout].")
+@click.option("--tune", type=int, default=0, help="--detector: random-search N settings per fit (validation split of normal clips).")
+@click.option("--bootstrap", "n_boot", type=int, default=200, show_default=True, help="--detector: bootstrap resamples.")
+@click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False), help="--detector: feature cache folder.")
 @click.option("--embedder", default="logmel", show_default=True, help="Registered embedder (see `audiosim embedders`).")
 @click.option("--scorer", "scorers", multiple=True, default=("mahalanobis",), show_default=True,
               help="Scorer spec, repeatable (e.g. mahalanobis:covariance=oas, knn:k=3,metric=cosine, lof:k=10).")
@@ -116,15 +211,25 @@ def score_cmd(clips, collection_dir, weights, as_json):
 @click.option("--no-plots", is_flag=True, help="Skip the ROC PNGs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json.")
-def eval_cmd(dataset_dir, embedder, scorers, pooling, weights, device, options, fit_per, out_dir, no_plots, quiet, as_json):
+def eval_cmd(dataset_dir, detectors, year, tune, n_boot, cache_dir, embedder, scorers, pooling, weights, device, options,
+             fit_per, out_dir, no_plots, quiet, as_json):
     """Evaluate anomaly scoring on a DCASE-layout dataset (<machine>/train, <machine>/test).
 
-    Scorers: any vector scorer spec, or vae[:epochs=30,latent=32,channels=32-64-128-256] to train one
-    GLU-ConvVAE per machine ID and score by reconstruction error (needs torch).
+    With --detector: trained detectors, AUC/pAUC per machine type, section and domain, the year's official
+    score, bootstrap intervals and DeLong tests. Else scorers: any vector scorer spec, or
+    vae[:epochs=30,latent=32,channels=32-64-128-256] (one GLU-ConvVAE per machine ID).
     """
-    from audiosim.commands.common import parse_options
-    from audiosim.eval.dcase import DcaseConfig, run_dcase_eval
 
+    if detectors:
+        config = DetectorEvalConfig(detectors=tuple(detectors), year=year, device=device, tune=tune, n_boot=n_boot,
+                                    plots=not no_plots, cache_dir=cache_dir, progress=not quiet, command=command_line())
+        results = run_detector_eval(dataset_dir, out_dir, config)
+        if as_json:
+            click.echo(json.dumps(results, indent=2))
+            return
+        click.echo(summary_table(results))
+        click.echo(f"wrote {out_dir}/results.json, report.md, scores.csv, frame_scores.npz and PNGs")
+        return
     opts = parse_options(options)
     if device is not None:
         opts["device"] = device
@@ -156,7 +261,6 @@ def eval_cmd(dataset_dir, embedder, scorers, pooling, weights, device, options, 
 @click.option("--quiet", is_flag=True)
 def novelty_cmd(esc50, embedders, poolings, scorers, weights, cache, out_dir, quiet):
     """ESC-50 novelty benchmark: per class, fit on folds 1-4, score fold 5; mean AUC/pAUC per embedder x scorer."""
-    from audiosim.eval.novelty import DEFAULT_SCORERS, NoveltyConfig, parse_weights, run_novelty
 
     config = NoveltyConfig(out=out_dir, embedders=tuple(embedders), poolings=tuple(poolings),
                            scorers=tuple(scorers) if scorers else DEFAULT_SCORERS,

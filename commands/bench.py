@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
-from audiosim.commands.common import command_line
+from audiosim.commands.common import command_line, parse_options
+from audiosim.eval.bench import BenchConfig, run_benchmark
+from audiosim.eval.compare import compare_runs, format_comparison, load_run
+from audiosim.eval.esc50_cache import bench_cache_root
+from audiosim.eval.tag_bench import run_tag_benchmark
 
 POSTPROCESS_HELP = ("Label-free post-processing fitted on the collection (repeatable; 'none' = raw): steps joined by '+': "
                     "center, whiten[:DIM[:BETA]], pca:DIM, power[:ALPHA], l2, e.g. power+center+whiten:256.")
@@ -34,6 +41,9 @@ def _summary_lines(results: dict) -> list[str]:
 @click.option("--embedder", default="yamnet", show_default=True, help="Registered embedder (see `audiosim embedders`).")
 @click.option("--pooling", "poolings", multiple=True, default=("mu",), show_default=True,
               help="Pooling (repeatable); 'all' sweeps the seven mu/sigma/delta combinations.")
+@click.option("--silence", type=click.Choice(["skip", "keep", "both"]), default="skip", show_default=True,
+              help="Leave the frames that are digital silence out of pooling (skip, as `audiosim index` does by default), "
+                   "keep them (--keep-silence), or evaluate both.")
 @click.option("--postprocess", "postprocess", multiple=True, help=POSTPROCESS_HELP)
 @click.option("--weights", default=None, help="Model weights (else $AUDIOSIM_MODELS, cache, download).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
@@ -59,29 +69,25 @@ def _summary_lines(results: dict) -> list[str]:
                    "(eval/esc50_audioset.csv) and report precision@10 (embedders with a classifier head).")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json instead of the summary.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench_cmd(embedder, poolings, postprocess, weights, options, esc50, cache, out, protocols, metrics, n_boot, seed, probes, plots,
+def bench_cmd(embedder, poolings, silence, postprocess, weights, options, esc50, cache, out, protocols, metrics, n_boot, seed, probes, plots,
               threads, tag_search, as_json, quiet):
     """Benchmark an embedder on ESC-50: 1-NN accuracy, MAP@K, Acc@K, probes, under loo and xfold (or tag search)."""
-    from audiosim.commands.common import parse_options
-    from audiosim.eval.bench import BenchConfig, run_benchmark
 
     if tag_search:
         _tag_bench(embedder=embedder, weights=weights, options=parse_options(options), esc50=esc50, cache=cache, out=out,
                    as_json=as_json, quiet=quiet)
         return
     config = BenchConfig(embedder=embedder, out=out, poolings=tuple(poolings), postprocess=tuple(postprocess) or (None,),
+                         skip_silence={"skip": (True,), "keep": (False,), "both": (True, False)}[silence],
                          weights=weights, embedder_options=parse_options(options), esc50=esc50, cache=cache,
                          protocols=tuple(protocols), metrics=tuple(metrics),
                          n_boot=n_boot, seed=seed, probes=probes, plots=plots, progress=not quiet,
                          command=command_line(), threads=threads or None)
-    from audiosim.eval.esc50_cache import bench_cache_root
 
     if not (quiet or as_json):
         click.echo(f"embedding cache: {bench_cache_root(cache)} (--cache DIR to put it elsewhere)", err=True)
     results = run_benchmark(config)
     if as_json:
-        from pathlib import Path
-
         click.echo((Path(out) / "results.json").read_text())
         return
     for line in _summary_lines(results):
@@ -92,9 +98,6 @@ def bench_cmd(embedder, poolings, postprocess, weights, options, esc50, cache, o
 
 
 def _tag_bench(*, embedder, weights, options, esc50, cache, out, as_json, quiet) -> None:
-    import json
-
-    from audiosim.eval.tag_bench import run_tag_benchmark
 
     report = run_tag_benchmark(embedder=embedder, weights=weights, embedder_options=options, esc50=esc50, cache=cache,
                                out=out, progress=not (quiet or as_json))
@@ -122,9 +125,7 @@ def _tag_bench(*, embedder, weights, options, esc50, cache, out, as_json, quiet)
 @click.option("--json", "as_json", is_flag=True)
 def compare_cmd(runs, protocols, metric, level, ks, n_boot, seed, as_json):
     """Compare benchmark runs (RUN = an `audiosim bench --out` folder, or FOLDER::VARIANT): McNemar, Holm, bootstrap."""
-    import json
 
-    from audiosim.eval.compare import compare_runs, format_comparison, load_run
 
     loaded = [load_run(r) for r in runs]
     results = [compare_runs(loaded, protocol=p, metric=metric, level=level, ks=ks, n_boot=n_boot, seed=seed)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
-from audiosim.commands.common import POOLING_HELP, WAIT_HELP, show
+from audiosim.commands.common import POOLING_HELP, WAIT, WAIT_HELP, Number, parse_options, plural, show
+from audiosim.engine.ingest.indexer import index_folder
+from audiosim.engine.ingest.options import IndexOptions, parse_processes
+from audiosim.errors import IngestFailuresError, InvalidOptionError
+from audiosim.indexes.auto import DEFAULT_MEMORY_BUDGET, DEFAULT_TARGET_RECALL, parse_bytes
 
-INDEX_KINDS = ("flat", "hnsw", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto")  # audiosim.indexes.kinds.kind_names()
+INDEX_KINDS = ("flat", "hnsw", "hnswlib", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto")  # audiosim.indexes.kinds.kind_names()
 
 
 @click.command("index")
@@ -24,7 +29,7 @@ INDEX_KINDS = ("flat", "hnsw", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto"
               help="Embedder option, repeatable (e.g. variant=Cnn14_16k, window_s=2, postprocess=pca8).")
 @click.option("--memory-budget", default=None, metavar="SIZE",
               help="With --index-kind auto: the most memory the index may hold, e.g. 512M or 4G [default: 2G].")
-@click.option("--target-recall", default=None, type=click.FloatRange(0.0, 1.0, min_open=True),
+@click.option("--target-recall", default=None, type=Number(min=0, max=1, min_open=True),
               help="With --index-kind auto: the recall@10 its search setting is tuned to reach [default: 0.95].")
 @click.option("--index-kind", default=None, type=click.Choice(INDEX_KINDS),
               help="FAISS index: flat (exact, the default), hnsw, ivf, sq8, hnswsq, ivfsq8, ivfpq, or auto (chosen "
@@ -43,79 +48,75 @@ INDEX_KINDS = ("flat", "hnsw", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto"
               help="Ray cluster for --engine ray (auto, HOST:PORT, ray://HOST:10001) [default: a local Ray].")
 @click.option("--num-actors", default=None, type=click.IntRange(min=1),
               help="Embedding actors for --engine ray, each loading the model once [default: one per cluster CPU].")
-@click.option("--gpus-per-actor", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--gpus-per-actor", default=0.0, show_default=True, type=Number(min=0),
               help="GPUs each Ray actor holds (e.g. 1, or 0.5 to share one); use with --device cuda.")
 @click.option("--no-compact", "no_compact", is_flag=True,
               help="Do not merge small parts at the end of the run (see `audiosim compact`).")
-@click.option("--segment-hop", "segment_hop_s", type=float, default=None,
+@click.option("--segment-hop", "segment_hop_s", type=Number(min=0, min_open=True), default=None,
               help="Start a segment every SECONDS (at most --segment; overlapping segments) [default: --segment].")
-@click.option("--max-duration", "max_duration_s", type=click.FloatRange(min=0), default=6 * 3600.0, show_default=True,
+@click.option("--max-duration", "max_duration_s", type=Number(min=0), default=6 * 3600.0, show_default=True,
               help="Refuse a file whose header claims a longer recording, before decoding it (seconds; 0 = no limit).")
 @click.option("--skip-silence/--keep-silence", "skip_silence", default=None,
               help="Pool only the frames that are not digital silence (padding of short clips, gaps in long recordings) "
-                   "[default: the collection's; new collections keep them].")
-@click.option("--segment", "segment_s", type=float, default=None,
+                   "and stores no all-silent segment; --keep-silence pools every frame as before [default: the "
+                   "collection's (collections made before this default keep silence); new collections leave it out].")
+@click.option("--segment", "segment_s", type=Number(min=0, min_open=True), default=None,
               help="One vector per SEGMENT seconds instead of per file [default: the collection's].")
-@click.option("--label-from", type=click.Choice(["parent", "none"]), default="parent", show_default=True,
-              help="Label each file by its parent folder (below FOLDER), or leave labels empty.")
+@click.option("--label-from", type=click.Choice(["parent", "none"]), default=None,
+              help="Label each file by its parent folder (below FOLDER), or leave labels empty [default: what the "
+                   "collection recorded for FOLDER, else parent].")
 @click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="CSV giving labels: a path/filename/file column matched by file name without extension.")
+              help="CSV giving labels: a path/filename/file column matched by file name without extension. The "
+                   "collection remembers it (and --label-column) for FOLDER and labels new files by it in later runs.")
 @click.option("--label-column", default="label", show_default=True, help="Label column of --labels.")
+@click.option("--include-deleted", is_flag=True,
+              help="Embed again the files of FOLDER that `audiosim delete` removed (otherwise they stay out; "
+                   "see also `audiosim undelete`).")
+@click.option("--strict", is_flag=True, help="Exit with code 1 when any file failed (the others are still committed).")
 @click.option("--flush-every", default=64, show_default=True, type=click.IntRange(min=1),
               help="Files per committed part (resume granularity).")
 @click.option("--nan-policy", type=click.Choice(["error", "zero"]), default="error", show_default=True,
               help="Files with NaN/infinite samples: report them as failures, or replace those samples by zeros.")
-@click.option("--wait", default=None, type=float, help=WAIT_HELP)
+@click.option("--wait", default=None, type=WAIT, help=WAIT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def index_cmd(folder, collection_dir, embedder, pooling, metric, weights, device, options, memory_budget, target_recall,
               index_kind, postprocess, prune,
               workers, processes, engine, ray_address, num_actors, gpus_per_actor, no_compact, segment_s, label_from,
               labels_csv, label_column, flush_every, nan_policy, wait, as_json, quiet, segment_hop_s, max_duration_s,
-              skip_silence):
+              skip_silence, include_deleted, strict):
     """Embed every audio file under FOLDER into a collection and (re)build its index."""
-    from audiosim.commands.common import parse_options
-    from audiosim.engine.ingest import index_folder
 
-    report = index_folder(folder, collection_dir, embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
-                          index_params=_auto_params(index_kind, memory_budget, target_recall),
-                          segment_hop_s=segment_hop_s, skip_silence=skip_silence, max_duration_s=max_duration_s or None,
-                          labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
-                          device=device, embedder_options=parse_options(options), index_kind=index_kind,
-                          postprocess=postprocess, workers=workers, processes=_processes(processes), engine=engine,
-                          ray_address=ray_address, num_actors=num_actors, gpus_per_actor=gpus_per_actor,
-                          compact=not no_compact, flush_every=flush_every, nan_policy=nan_policy,
-                          progress=not (quiet or as_json), wait=wait)
+    opts = IndexOptions(embedder=embedder, pooling=pooling, metric=metric, segment_s=segment_s,
+                        index_params=_auto_params(index_kind, memory_budget, target_recall),
+                        segment_hop_s=segment_hop_s, skip_silence=skip_silence, max_duration_s=max_duration_s or None,
+                        labels=labels_csv, label_column=label_column, label_from=label_from, prune=prune, weights=weights,
+                        device=device, embedder_options=parse_options(options), index_kind=index_kind,
+                        postprocess=postprocess, workers=workers, processes=parse_processes(processes, option="--processes"),
+                        engine=engine, ray_address=ray_address, num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                        compact=not no_compact, flush_every=flush_every, nan_policy=nan_policy,
+                        progress=not (quiet or as_json), wait=wait, include_deleted=include_deleted, strict=strict)
+    try:
+        report, failed = index_folder(folder, collection_dir, options=opts), None
+    except IngestFailuresError as e:  # --strict: the run is committed; say so, then exit 1
+        report, failed = e.report, e
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
-        return
-    for line in summary_lines(report):
-        click.echo(line)
-
-
-def _processes(text: str) -> int | str:
-    from audiosim.errors import AudiosimError
-
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise AudiosimError(f"--processes takes 'auto' or a number of worker processes (0: embed in this process), got {text!r}")
-    return n
+    else:
+        for line in summary_lines(report):
+            click.echo(line)
+    if failed is not None:
+        click.secho(f"error: {show(failed)}", fg="red", err=True)
+        sys.exit(1)
 
 
 def _auto_params(kind, memory_budget, target_recall) -> dict | None:
     """``--memory-budget`` / ``--target-recall`` as the index parameters of ``--index-kind auto``."""
-    from audiosim.errors import AudiosimError
 
     if memory_budget is None and target_recall is None:
         return None
     if kind != "auto":
-        raise AudiosimError("--memory-budget and --target-recall tune --index-kind auto; add --index-kind auto")
-    from audiosim.indexes.auto import DEFAULT_MEMORY_BUDGET, DEFAULT_TARGET_RECALL, parse_bytes
+        raise InvalidOptionError("--memory-budget and --target-recall tune --index-kind auto; add --index-kind auto")
 
     return {"memory_budget": parse_bytes(memory_budget if memory_budget is not None else DEFAULT_MEMORY_BUDGET),
             "target_recall": DEFAULT_TARGET_RECALL if target_recall is None else float(target_recall)}
@@ -126,16 +127,25 @@ def summary_lines(report) -> list[str]:
     lines = []
     if report.labels is not None:
         lines.append(show(report.labels.summary()))
-    lines.append(f"scanned {report.scanned} files: {report.new} new, {report.changed} changed, {report.unchanged} unchanged, "
-                 f"{report.pruned_files} pruned, {report.relabelled} relabelled, {len(report.failures)} failed")
+    deleted = ""
+    if report.deleted_skipped:
+        deleted = (f", {report.deleted_skipped} deleted (left out: `audiosim undelete` or --include-deleted embeds "
+                   f"{'it' if report.deleted_skipped == 1 else 'them'} again)")
+    elif report.undeleted:
+        deleted = f", {report.undeleted} deleted embedded again"
+    lines.append(f"scanned {plural(report.scanned, 'file')}: {report.new} new, {report.changed} changed, "
+                 f"{report.unchanged} unchanged, {report.pruned_files} pruned, {report.relabelled} relabelled, "
+                 f"{len(report.failures)} failed{deleted}")
     if report.embedded:
-        lines.append(f"embedded {report.embedded} clips ({report.audio_seconds:.1f} s of audio) in {report.seconds:.1f} s "
-                     f"= {report.clips_per_s:.1f} clips/s; collection now holds {report.vectors} vectors")
+        lines.append(f"embedded {plural(report.embedded, 'clip')} ({report.audio_seconds:.1f} s of audio) in "
+                     f"{report.seconds:.1f} s = {report.clips_per_s:.1f} clips/s; collection now holds "
+                     f"{plural(report.vectors, 'vector')}")
     else:
-        lines.append(f"nothing to embed; collection now holds {report.vectors} vectors ({report.seconds:.1f} s)")
+        lines.append(f"nothing to embed; collection now holds {plural(report.vectors, 'vector')} ({report.seconds:.1f} s)")
     if report.compaction:
         c = report.compaction
-        lines.append(f"compacted {c['merged_parts']} small parts into {c['new_parts']}; {c['parts_after']} part files now")
+        lines.append(f"compacted {plural(c['merged_parts'], 'small part')} into {c['new_parts']}; "
+                     f"{plural(c['parts_after'], 'part file')} now")
     if report.failures:
         lines.append(f"failures (also in {show(report.collection)}/errors.jsonl):")
         lines += [f"  {show(f['path'])}: {f['error']}: {show(f['message'])}" for f in report.failures]

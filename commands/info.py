@@ -6,7 +6,9 @@ import json
 
 import click
 
-from audiosim.commands.common import show
+from audiosim.commands.common import plural, show
+from audiosim.engine.models.embedders import describe_embedders
+from audiosim.engine.search.library import open_collection
 
 
 def describe(coll) -> dict:
@@ -16,7 +18,8 @@ def describe(coll) -> dict:
     info = {"embedder": m.embedder.to_dict(), "pooling": m.pooling.to_dict(), "metric": m.metric, "dim": m.dim,
             "count": m.count, "revision": m.revision, "created": m.created, "updated": m.updated,
             "audiosim_version": m.audiosim_version, "files": len(items.paths), "parts": len(m.parts),
-            "labels": items.label_counts(), "postprocess": m.postprocess, "segment_s": m.segment_s,
+            "labels": items.label_counts(), "unlabelled": int((items.label_code < 0).sum()),
+            "deleted_files": len(m.deleted), "label_sources": m.label_sources, "postprocess": m.postprocess, "segment_s": m.segment_s,
             "segment_hop_s": m.segment_hop_s, "sources": list(m.sources), "index_kind": m.index_kind,
             "index": None}
     if m.index is not None:
@@ -30,12 +33,17 @@ def describe(coll) -> dict:
 
 @click.command("info")
 @click.option("--collection", "collection_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--files", "list_files", is_flag=True, help="List the files it holds: vectors, label, path.")
+@click.option("--deleted", "list_deleted", is_flag=True,
+              help="List the deleted files that `audiosim index` leaves out (see `audiosim undelete`).")
 @click.option("--json", "as_json", is_flag=True)
-def info_cmd(collection_dir, as_json):
+def info_cmd(collection_dir, list_files, list_deleted, as_json):
     """Describe a collection: embedder, pooling, metric, size, labels, index."""
-    from audiosim.engine.library import open_collection
 
     coll = open_collection(collection_dir)
+    if list_files or list_deleted:
+        _list(coll, files=list_files, as_json=as_json)
+        return
     info = describe(coll)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -44,7 +52,8 @@ def info_cmd(collection_dir, as_json):
     click.echo(f"collection   {show(coll.root)}")
     click.echo(f"embedder     {e['name']} {e['version']} ({e['dim']}-d, {e['sample_rate']} Hz, weights sha256 {e.get('weights_sha256') or '-'})")
     click.echo(f"pooling      {info['pooling']['name']}    metric {info['metric']}    dim {info['dim']}")
-    click.echo(f"vectors      {info['count']} from {info['files']} files in {info['parts']} parts (revision {info['revision']})")
+    click.echo(f"vectors      {info['count']} from {plural(info['files'], 'file')} in {plural(info['parts'], 'part')} "
+               f"(revision {info['revision']})")
     if info["segment_s"] is not None:
         hop = info["segment_hop_s"] or info["segment_s"]
         click.echo(f"segments     {info['segment_s']:g} s every {hop:g} s")
@@ -55,8 +64,31 @@ def info_cmd(collection_dir, as_json):
         state = "missing" if idx is None else ("current" if idx["fresh"] else
                                                f"built at revision {idx['revision']}, updated by the next `audiosim index`")
         click.echo(f"index        {info['index_kind']} ({state}){_build_text(idx)}")
+    unlabelled = f"{info['unlabelled']} unlabelled"
     if info["labels"]:
-        click.echo(f"labels       {len(info['labels'])}: " + ", ".join(f"{show(k)} ({v})" for k, v in info["labels"].items()))
+        click.echo(f"labels       {len(info['labels'])}: " + ", ".join(f"{show(k)} ({v})" for k, v in info["labels"].items())
+                   + (f"; {unlabelled}" if info["unlabelled"] else ""))
+    elif info["count"]:
+        click.echo(f"labels       none ({unlabelled})")
+    if info["deleted_files"]:
+        click.echo(f"deleted      {plural(info['deleted_files'], 'file')} left out of `audiosim index` "
+                   "(--deleted lists them; `audiosim undelete` brings them back)")
+
+
+def _list(coll, *, files: bool, as_json: bool) -> None:
+    """``info --files`` (vectors and label per file) or ``info --deleted`` (the deleted list)."""
+    if not files:
+        if as_json:
+            click.echo(json.dumps({"collection": str(coll.root), "deleted": list(coll.deleted)}, indent=2))
+        for p in () if as_json else coll.deleted:
+            click.echo(show(p))
+        return
+    rows = [{"path": p, "vectors": len(f.ids), "label": f.label} for p, f in sorted(coll.files().items())]
+    if as_json:
+        click.echo(json.dumps({"collection": str(coll.root), "files": rows}, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['vectors']:>7}  {show(r['label'] or '-'):<16}  {show(r['path'])}")
 
 
 def _build_text(idx: dict | None) -> str:
@@ -76,7 +108,6 @@ def _build_text(idx: dict | None) -> str:
 @click.command("embedders")
 def embedders_cmd():
     """List the registered embedders."""
-    from audiosim.engine.embedders import describe_embedders
 
     for name, text in describe_embedders().items():
         click.echo(f"{name:<8} {text}")

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from audiosim.commands.common import show
+from audiosim.commands.common import SECONDS, Number, show
+from audiosim.engine.search.library import open_collection
 
 
 @click.command("locate")
@@ -15,13 +16,12 @@ from audiosim.commands.common import show
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1), help="Files to report.")
 @click.option("--top-m", default=20, show_default=True, type=click.IntRange(min=1),
               help="Matches per query segment that vote on the offset.")
-@click.option("--start", "start_s", type=float, default=None, help="Use the excerpt from this time (s).")
-@click.option("--end", "end_s", type=float, default=None, help="Use the excerpt up to this time (s).")
+@click.option("--start", "start_s", type=SECONDS, default=None, help="Use the excerpt from this time (s).")
+@click.option("--end", "end_s", type=Number(min=0, min_open=True), default=None, help="Use the excerpt up to this time (s).")
 @click.option("--weights", default=None, help="Weights, if they moved since indexing.")
 @click.option("--json", "as_json", is_flag=True)
 def locate_cmd(excerpt, collection_dir, k, top_m, start_s, end_s, weights, as_json):
     """Find where EXCERPT (longer than one segment) was cut from: file, offset and confidence."""
-    from audiosim.engine.library import open_collection
 
     coll = open_collection(collection_dir)
     found = coll.searcher(weights=weights).locate(clip=excerpt, start_s=start_s, end_s=end_s, top_m=top_m, max_files=k)

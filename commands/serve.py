@@ -6,9 +6,13 @@ Needs the ``serve`` extra (``pip install 'audiosim[serve]'``). The command check
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
+
+from audiosim.commands.common import SECONDS, Number
+from audiosim.errors import MissingDependencyError
 
 
 @click.command("serve")
@@ -19,7 +23,7 @@ import click
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--token", default=None, envvar="AUDIOSIM_TOKEN", show_envvar=True,
               help="Require 'Authorization: Bearer TOKEN' on /api and /metrics.")
-@click.option("--max-upload-mb", default=50.0, show_default=True, type=float, help="Largest accepted upload (413 above).")
+@click.option("--max-upload-mb", default=50.0, show_default=True, type=Number(min=0, min_open=True), help="Largest accepted upload (413 above).")
 @click.option("--allow-write", is_flag=True,
               help="Enable POST /api/collections/NAME/index (folders under --root) and DELETE of items.")
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -28,7 +32,7 @@ import click
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Inference threads (uploads).")
 @click.option("--queue", default=16, show_default=True, type=click.IntRange(0, 10000),
               help="Uploads that may wait for a worker; more get 503 + Retry-After.")
-@click.option("--queue-wait", "queue_wait_s", default=10.0, show_default=True, type=float,
+@click.option("--queue-wait", "queue_wait_s", default=10.0, show_default=True, type=SECONDS,
               help="Seconds an upload may wait for a worker before it gets 503 (the latency bound).")
 @click.option("--search-threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="OpenMP threads per FAISS search. 1 suits a server: concurrent requests already use the cores, "
@@ -42,9 +46,7 @@ def serve_cmd(collections, host, port, token, max_upload_mb, allow_write, root, 
               search_threads, root_path, proxy_headers, forwarded_allow_ips, log_level):
     """Serve collections over HTTP: a REST API (OpenAPI at /docs) and a page at / to search and listen."""
     import importlib.util
-    import logging
 
-    from audiosim.errors import MissingDependencyError
 
     missing = [dist for dist, module in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"),
                                          ("prometheus-client", "prometheus_client"), ("python-multipart", "multipart"))
@@ -54,10 +56,12 @@ def serve_cmd(collections, host, port, token, max_upload_mb, allow_write, root, 
     import uvicorn
 
     from audiosim.service import ServeConfig, create_app
+    from audiosim.service.config import check_port
 
     config = ServeConfig.from_args(collections, host=host, port=port, token=token, max_upload_mb=max_upload_mb,
                                    allow_write=allow_write, root=root, cors=tuple(cors), workers=workers, queue=queue,
                                    queue_wait_s=queue_wait_s)
+    check_port(host, port)  # a busy port is said now, naming --port: not after loading, in uvicorn's words
     log = logging.getLogger("audiosim")  # the service's own messages; uvicorn configures its loggers itself
     if not log.handlers:
         handler = logging.StreamHandler()

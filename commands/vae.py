@@ -6,6 +6,17 @@ import json
 
 import click
 
+from audiosim.commands.common import Number
+from audiosim.engine.models.embedders.vae import parse_features
+from audiosim.engine.training.vae_data import (
+    MelConfig,
+    default_cache_root,
+    load_logmels,
+    paths_from_collection,
+    paths_from_folder,
+)
+from audiosim.errors import TrainingError
+
 
 @click.group("vae")
 def vae() -> None:
@@ -20,12 +31,12 @@ def vae() -> None:
               help="Output folder: vae.pt, vae.pt.sha256, training.json, curves.png, reconstructions.png.")
 @click.option("--epochs", default=50, show_default=True, help="Maximum epochs (early stopping may end sooner).")
 @click.option("--latent-dim", default=64, show_default=True, help="Latent size (thesis: 32, 64, 128, 256).")
-@click.option("--beta", default=1.0, show_default=True, help="KL weight after warm-up (below 1 keeps more detail).")
-@click.option("--warmup", "warmup_epochs", default=10.0, show_default=True, help="Epochs of linear beta warm-up from 0.")
-@click.option("--lr", default=5e-4, show_default=True, help="Adam learning rate.")
+@click.option("--beta", default=1.0, show_default=True, type=Number(min=0), help="KL weight after warm-up (below 1 keeps more detail).")
+@click.option("--warmup", "warmup_epochs", default=10.0, show_default=True, type=Number(min=0), help="Epochs of linear beta warm-up from 0.")
+@click.option("--lr", default=5e-4, show_default=True, type=Number(min=0, min_open=True), help="Adam learning rate.")
 @click.option("--batch-size", default=20, show_default=True)
 @click.option("--folds", default=1, show_default=True, help="K > 1: K-fold runs, curves as mean ± std, best fold kept.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Clips held out for validation (folds = 1).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=Number(min=0, max=1, max_open=True), help="Clips held out for validation (folds = 1).")
 @click.option("--patience", default=10, show_default=True, help="Early stopping: epochs without validation improvement.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--n-mels", default=64, show_default=True, help="Mel bands (a multiple of 16).")
@@ -41,7 +52,7 @@ def vae() -> None:
 @click.option("--random-crop/--no-random-crop", default=True, show_default=True,
               help="Augment with random window crops each epoch (else every fixed window).")
 @click.option("--crops-per-clip", default=1, show_default=True, help="Random crops per clip and epoch.")
-@click.option("--time-limit", "time_limit_min", default=None, type=float, help="Stop training after this many minutes.")
+@click.option("--time-limit", "time_limit_min", default=None, type=Number(min=0, min_open=True), help="Stop training after this many minutes.")
 @click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
               help="Where decoded log-mels are cached [AUDIOSIM_CACHE or ~/.cache/audiosim /vae_logmel].")
 @click.option("--no-cache", is_flag=True, help="Decode every file without caching the log-mels.")
@@ -54,7 +65,6 @@ def train_cmd(folder, collection_dir, out_dir, epochs, latent_dim, beta, warmup_
               val_fraction, patience, seed, n_mels, frames, hop_frames, channels, bottleneck, features, random_crop,
               crops_per_clip, time_limit_min, cache_dir, no_cache, workers, num_threads, as_json, quiet):
     """Train a VAE checkpoint on the audio under FOLDER (or a collection's files)."""
-    from audiosim.errors import AudiosimError
 
     if (folder is None) == (collection_dir is None):
         raise click.UsageError("give either FOLDER or --collection DIR")
@@ -63,10 +73,8 @@ def train_cmd(folder, collection_dir, out_dir, epochs, latent_dim, beta, warmup_
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {channels!r}", param_hint="--channels")
 
-    from audiosim.engine.embedders.vae import parse_features
-    from audiosim.engine.vae.data import MelConfig, default_cache_root, load_logmels, paths_from_collection, paths_from_folder
-    from audiosim.engine.vae.model import VAEConfig
-    from audiosim.engine.vae.train import TrainConfig, train_vae
+    from audiosim.engine.models.vae.model import VAEConfig
+    from audiosim.engine.training.vae_train import TrainConfig, train_vae
 
     mel = MelConfig(n_mels=n_mels, frames=frames, hop_frames=hop_frames or max(frames // 2, 1))
     model_cfg = VAEConfig(n_mels=n_mels, frames=frames, channels=chans, latent_dim=latent_dim, bottleneck=bottleneck)
@@ -80,7 +88,7 @@ def train_cmd(folder, collection_dir, out_dir, epochs, latent_dim, beta, warmup_
     cache = None if no_cache else (cache_dir or default_cache_root())
     logmels = load_logmels(paths, mel, cache=cache, workers=workers, progress=not quiet)
     if len(logmels) < 2:
-        raise AudiosimError(f"need at least 2 decodable clips to train and validate, got {len(logmels)}")
+        raise TrainingError(f"need at least 2 decodable clips to train and validate, got {len(logmels)}")
     result = train_vae(logmels, mel=mel, model_cfg=model_cfg, cfg=cfg, out_dir=out_dir, features=features)
     s = result.summary
     if as_json:

@@ -19,7 +19,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from audiosim.errors import AudiosimError
+from audiosim.errors import MetricsError
+from audiosim.eval.asd_stats import check_labels_scores
 
 MAX_FPR = 0.1
 
@@ -43,15 +44,7 @@ def auc_pauc(y_true: Sequence[int], scores: Sequence[float], *, max_fpr: float =
     """(AUC, pAUC at FPR <= ``max_fpr``) as the DCASE baseline computes them with scikit-learn."""
     from sklearn.metrics import roc_auc_score
 
-    y = np.asarray(y_true).astype(int).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise AudiosimError(f"{y.size} labels for {s.size} scores")
-    if not np.isfinite(s).all():
-        raise AudiosimError("anomaly scores contain NaN or infinite values")
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == y.size:
-        raise AudiosimError(f"AUC needs both normal and anomalous clips (got {y.size - n_pos} normal, {n_pos} anomalous)")
+    y, s = check_labels_scores(y_true, scores)
     return float(roc_auc_score(y, s)), float(roc_auc_score(y, s, max_fpr=max_fpr))
 
 
@@ -86,7 +79,7 @@ def means(groups: Sequence[GroupMetrics]) -> dict:
 def summarize(groups: Sequence[GroupMetrics]) -> dict:
     """Per-group rows, means per machine type (over its IDs), and means over all groups."""
     if not groups:
-        raise AudiosimError("no groups to summarise")
+        raise MetricsError("no groups to summarise")
     machines: dict[str, list[GroupMetrics]] = {}
     for g in groups:
         machines.setdefault(g.machine, []).append(g)

@@ -7,15 +7,20 @@ Embeddings come from :mod:`audiosim.eval.esc50_cache`; metrics from :mod:`audios
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.eval import report as rep
 from audiosim.eval.esc50 import load_esc50
 from audiosim.eval.esc50_cache import BenchCache, make_variants
-from audiosim.eval.metrics import DISTANCES, KS, LEVELS, PROTOCOLS
+from audiosim.eval.metrics import DISTANCES, KS, LEVELS, PROTOCOLS, evaluate
+from audiosim.eval.probes import run_probes
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -24,6 +29,7 @@ class BenchConfig:
     embedder: str
     out: str
     poolings: tuple[str, ...] = ("mu",)
+    skip_silence: tuple[bool, ...] = (True,)  # leave digital silence out of pooling (the index default); (True, False): both
     postprocess: tuple[str | None, ...] = (None,)
     weights: str | None = None
     esc50: str | None = None
@@ -58,17 +64,22 @@ def run_benchmark(config: BenchConfig) -> dict:
     OpenBLAS, and on a small machine their spinning thread pools alternate and oversubscribe the
     cores (measured on 2 cores: a 256-d PCA whitening fit 2.4 s with one thread, 48 s with two).
     """
-    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=config.threads):
         return _run_benchmark(config)
 
 
+def _stage_printer(enabled: bool):
+    """Progress lines on stderr for the stages after embedding (each variant's pooling, metrics, probes)."""
+
+    def say(text: str) -> None:
+        if enabled:
+            print(f"bench {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+    return say
+
+
 def _run_benchmark(config: BenchConfig) -> dict:
-    from audiosim.engine.embedders import make_embedder
-    from audiosim.eval import report as rep
-    from audiosim.eval.metrics import evaluate
-    from audiosim.eval.probes import run_probes
 
     t_start = time.perf_counter()
     esc = load_esc50(config.esc50)
@@ -77,24 +88,30 @@ def _run_benchmark(config: BenchConfig) -> dict:
     bc = BenchCache.build(esc, model, cache=config.cache, progress=config.progress)
     embed_s = time.perf_counter() - t0
     labels = {lvl: esc.labels(lvl) for lvl in LEVELS}
-    variants = make_variants(config.poolings, config.postprocess)
+    variants = make_variants(config.poolings, config.postprocess, config.skip_silence)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"variants": {}}
     per_query: dict[str, np.ndarray] = {}
     vectors_of: dict[str, np.ndarray] = {}
     top1_of: dict[str, dict[str, np.ndarray]] = {}
-    for v in variants:
+    say = _stage_printer(config.progress)
+    for n, v in enumerate(variants, 1):
         t1 = time.perf_counter()
+        step = f"[{n}/{len(variants)}] {v.name}"
+        say(f"{step}: pooling{' and post-processing' if v.postprocess else ''}")
         X = bc.vectors(v)
         coll = bc.pooled(v)
+        say(f"{step}: retrieval metrics ({', '.join(config.protocols)}; bootstrap {config.n_boot})")
         suite = evaluate(X, labels, esc.folds, protocols=config.protocols, metrics=config.metrics, ks=config.ks,
                          n_boot=config.n_boot, seed=config.seed)
-        entry = {"pooling": v.pooling, "postprocess": v.postprocess, "dim": int(X.shape[1]), "collection": str(coll.root),
+        entry = {"pooling": v.pooling, "skip_silence": v.skip_silence, "postprocess": v.postprocess, "dim": int(X.shape[1]), "collection": str(coll.root),
                  "postprocess_fit": bc.postprocess_fit(v), "retrieval": suite.summary}
         if config.probes:
+            say(f"{step}: linear probes (logistic regression, SVM) on the 5 folds")
             entry["probes"] = run_probes(X, labels, esc.folds, seed=config.seed)
         entry["seconds"] = round(time.perf_counter() - t1, 2)
+        say(f"{step}: done in {entry['seconds']:.1f} s")
         results["variants"][v.name] = entry
         vectors_of[v.name] = X
         if "cosine" in suite.per_query.get(config.protocols[0], {}):
@@ -118,6 +135,7 @@ def _run_benchmark(config: BenchConfig) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     np.savez_compressed(out / rep.PER_QUERY, filenames=np.array(esc.filenames), **per_query)
+    say(f"writing results, report{' and figures' if config.plots else ''} to {out}")
     if config.plots:
         results["figures"] = rep.write_figures(out, esc, vectors_of[best], top1_of.get(best, {}), best, model.info.name)
     results["meta"]["total_seconds"] = round(time.perf_counter() - t_start, 2)

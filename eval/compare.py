@@ -22,13 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
-from audiosim.errors import AudiosimError
+from audiosim.errors import CompareError
+from audiosim.eval.metrics import bootstrap_weights, percentile_ci
+from audiosim.eval.report import PER_QUERY, RESULTS
 
 SEP = "::"
-
-
-class CompareError(AudiosimError):
-    """Runs cannot be compared (missing files, different datasets, unknown variant)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,6 @@ class Run:
 
 def load_run(spec: str) -> Run:
     """Read ``DIR`` or ``DIR::VARIANT`` written by ``audiosim bench``."""
-    from audiosim.eval.report import PER_QUERY, RESULTS
 
     path_text, _, variant = spec.partition(SEP)
     path = Path(path_text)
@@ -100,7 +97,6 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10000, seed: int = 0, level: float = 0.95) -> dict:
     """Bootstrap of mean(a) - mean(b) over the same resampled queries (NaN queries dropped pairwise)."""
-    from audiosim.eval.metrics import bootstrap_weights, percentile_ci
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ok = np.isfinite(a) & np.isfinite(b)

@@ -8,7 +8,7 @@ Dataset layout (the DCASE 2020 development set's), one folder per machine type::
 
 ``DATASET_DIR`` may also be a single machine folder (holding ``train/`` and ``test/``). Every
 clip is embedded once with a registered embedder and pooled to one vector
-(through the ingest pipeline, :mod:`audiosim.engine.pipeline`); for each machine type and ID an anomaly scorer is
+(through the ingest pipeline, :mod:`audiosim.engine.ingest.pipeline`); for each machine type and ID an anomaly scorer is
 fitted on that ID's normal training vectors (``fit_per="id"``, the default) or on all of the
 machine type's training vectors (``fit_per="machine"``, as the DCASE 2020 autoencoder baseline
 trains), and the ID's test clips are scored. AUC and pAUC per machine type and ID with their
@@ -31,8 +31,16 @@ from typing import Sequence
 
 import numpy as np
 
+from audiosim.anomaly.scorers import ScorerConfig, make_scorer
 from audiosim.anomaly.vae_scorer import VaeScorer
+from audiosim.engine.audio.decode import is_audio_path
+from audiosim.engine.ingest.mappers import EmbedMapper
+from audiosim.engine.ingest.pipeline import FileItem, ListSink, run_pipeline
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.engine.models.pooling import PoolingSpec
 from audiosim.errors import DatasetError
+from audiosim.eval.anomaly_metrics import group_metrics, markdown_table, roc_png, summarize
+from audiosim.eval.report import write_results
 from audiosim.files import slug
 
 NAME_RE = re.compile(r"^(normal|anomaly)_id_([0-9A-Za-z]+)_", re.IGNORECASE)
@@ -57,7 +65,6 @@ def _machine_dirs(root: Path) -> list[Path]:
 
 def scan_dcase(root: str | Path) -> list[DcaseClip]:
     """Every ``{normal,anomaly}_id_XX_*`` audio file under ``<machine>/{train,test}/`` (sorted)."""
-    from audiosim.engine.audio import is_audio_path
 
     base = Path(root)
     if not base.is_dir():
@@ -107,8 +114,6 @@ def embed_paths(embedder, paths: Sequence[str], pooling, *, progress: bool = Tru
 
     Every clip of a DCASE evaluation must embed: a failure is a :class:`DatasetError` naming the files.
     """
-    from audiosim.engine.mappers import EmbedMapper
-    from audiosim.engine.pipeline import FileItem, ListSink, run_pipeline
 
     sink = ListSink()
     stats = run_pipeline([FileItem(path=str(p)) for p in paths], sample_rate=embedder.info.sample_rate,
@@ -122,7 +127,6 @@ def embed_paths(embedder, paths: Sequence[str], pooling, *, progress: bool = Tru
 
 def _evaluate_groups(clips: Sequence[DcaseClip], fit_score, *, fit_per: str, max_fpr: float) -> dict:
     """The per machine type / ID loop; ``fit_score(train_idx, test_idx, name)`` -> (test scores, threshold)."""
-    from audiosim.eval.anomaly_metrics import group_metrics, summarize
 
     groups, rows, curves, fits = [], [], {}, {}
     keys = sorted({(c.machine, c.machine_id) for c in clips if c.split == "test"})
@@ -151,7 +155,6 @@ def _evaluate_groups(clips: Sequence[DcaseClip], fit_score, *, fit_per: str, max
 def evaluate_vectors(clips: Sequence[DcaseClip], X: np.ndarray, scorer_spec: str, *, fit_per: str = "id",
                      max_fpr: float = 0.1) -> dict:
     """Fit and score per machine type and ID on precomputed vectors (rows aligned with ``clips``)."""
-    from audiosim.anomaly.scorers import make_scorer
 
     def fit_score(train, test, _name):
         scorer = make_scorer(scorer_spec).fit(X[train])
@@ -178,11 +181,6 @@ def evaluate_vae(clips: Sequence[DcaseClip], scorer: VaeScorer, out_dir: Path, *
 
 def run_dcase_eval(root: str | Path, out: str | Path, config: DcaseConfig) -> dict:
     """Embed the dataset once, evaluate each scorer, write results.json, report.md, CSV and ROC PNGs."""
-    from audiosim.engine.embedders import make_embedder
-    from audiosim.engine.pooling import PoolingSpec
-    from audiosim.eval.anomaly_metrics import markdown_table, roc_png
-    from audiosim.eval.report import write_results
-    from audiosim.anomaly.scorers import ScorerConfig
 
     t0 = time.perf_counter()
     clips = scan_dcase(root)

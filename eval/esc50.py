@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from audiosim.engine.audio.decode import is_audio_path
+from audiosim.engine.models.weights import OFFLINE_ENV, Download, cache_dir, download, extract_zip_atomic, sha256_file
 from audiosim.errors import DatasetError, DownloadError
 
 ESC50_ENV = "ESC50_ROOT"
@@ -112,7 +115,6 @@ class Esc50:
 
 def default_download_dir() -> Path:
     """Where ``audiosim datasets download esc50`` puts the dataset unless ``--dest`` says otherwise."""
-    from audiosim.engine.weights import cache_dir
 
     return cache_dir() / "datasets" / "esc50"
 
@@ -144,8 +146,6 @@ def esc50_root(explicit: str | Path | None = None) -> Path:
 
 
 def _audio_index(audio_dir: Path) -> dict[str, list[Path]]:
-    from audiosim.engine.audio import is_audio_path
-
     index: dict[str, list[Path]] = {}
     for p in audio_dir.iterdir():
         if p.is_file() and is_audio_path(p):
@@ -198,9 +198,7 @@ def download_esc50(dest: str | Path | None = None, *, progress: bool = True) -> 
     file; the archive is unpacked into a temporary folder, checked (``meta/esc50.csv`` must have
     the official sha256 and every listed clip must be there) and only then renamed into place.
     """
-    import shutil
 
-    from audiosim.engine.weights import OFFLINE_ENV, Download, download, extract_zip_atomic, sha256_file
 
     dest = Path(dest).expanduser() if dest is not None else default_download_dir()
     root = dest / ARCHIVE_DIR

@@ -26,12 +26,20 @@ from typing import Sequence
 
 import numpy as np
 
-from audiosim.engine.embedders.base import Embedder
-from audiosim.engine.pooling import MU_SIGMA_DELTA_SWEEP, PoolingSpec
-from audiosim.engine.store import Collection, Rows
+from audiosim.engine.ingest.indexer import IngestReport, ingest_items
+from audiosim.engine.ingest.mappers import EmbedMapper, FramePooler, silence_frame
+from audiosim.engine.ingest.pipeline import FileItem
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.engine.models.embedders.base import Embedder
+from audiosim.engine.models.pooling import MU_SIGMA_DELTA_SWEEP, PoolingSpec
+from audiosim.engine.models.weights import cache_dir
+from audiosim.engine.store.indexing import ensure_index, load_for_search
+from audiosim.engine.store.lock import WriterLock
+from audiosim.engine.store.store import CollectionStore, Rows, embedding_matrix
 from audiosim.errors import DatasetError
-from audiosim.files import slug
 from audiosim.eval.esc50 import Esc50, load_esc50
+from audiosim.files import slug
+from audiosim.indexes.postprocess import canonical_spec
 
 BENCH_DIR = "bench"
 FRAMES = "frames"
@@ -42,8 +50,6 @@ LOCK_WAIT_S = 24 * 3600.0  # a second benchmark run waits for the first instead 
 
 # --------------------------------------------------------------------------- cache keys
 def bench_cache_root(cache: str | Path | None = None) -> Path:
-    from audiosim.engine.weights import cache_dir
-
     return Path(cache).expanduser() if cache is not None else cache_dir() / BENCH_DIR
 
 
@@ -66,27 +72,36 @@ def dataset_fingerprint(esc: Esc50) -> str:
 
 def locked(directory: Path, *, purpose: str = "bench cache"):
     """An exclusive lock on ``directory`` (so two runs never write one cache at once); waits as long as it takes."""
-    from audiosim.engine.lock import WriterLock
 
     directory.mkdir(parents=True, exist_ok=True)
     return WriterLock(directory, wait=LOCK_WAIT_S, purpose=purpose)
 
 
 # --------------------------------------------------------------------------- variants
+SILENCE_KEPT = " [silence kept]"  # the name suffix of a variant that pools the digital-silence frames too
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A pooling plus optional label-free post-processing (canonical spec text)."""
+    """A pooling plus optional label-free post-processing (canonical spec text).
+
+    ``skip_silence``: the frames that are digital silence are left out of pooling, as a collection
+    indexed with the default settings does (:class:`audiosim.engine.ingest.mappers.FramePooler`).
+    """
 
     pooling: str
     postprocess: str | None = None
+    skip_silence: bool = False
 
     @property
     def name(self) -> str:
-        return self.pooling + (f" | {self.postprocess}" if self.postprocess else "")
+        return (self.pooling + ("" if self.skip_silence else SILENCE_KEPT)
+                + (f" | {self.postprocess}" if self.postprocess else ""))
 
     @property
     def slug(self) -> str:
-        return slug(self.pooling + (f"__{self.postprocess}" if self.postprocess else ""))
+        return slug(self.pooling + ("__skip-silence" if self.skip_silence else "")
+                    + (f"__{self.postprocess}" if self.postprocess else ""))
 
 
 def expand_poolings(poolings: Sequence[str]) -> list[str]:
@@ -100,15 +115,17 @@ def expand_poolings(poolings: Sequence[str]) -> list[str]:
     return out
 
 
-def make_variants(poolings: Sequence[str], postprocess: Sequence[str | None]) -> list[Variant]:
-    from audiosim.indexes.postprocess import canonical_spec
-
+def make_variants(poolings: Sequence[str], postprocess: Sequence[str | None],
+                  skip_silence: Sequence[bool] = (True,)) -> list[Variant]:
+    """Every pooling x post-processing x silence setting (``skip_silence``: True, False or both)."""
     posts: list[str | None] = []
     for p in postprocess or (None,):
         c = canonical_spec(p)
         if c not in posts:
             posts.append(c)
-    return [Variant(pooling=p, postprocess=q) for p in expand_poolings(poolings) for q in posts]
+    silences = list(dict.fromkeys(bool(x) for x in skip_silence)) or [True]
+    return [Variant(pooling=p, postprocess=q, skip_silence=sk) for p in expand_poolings(poolings) for sk in silences
+            for q in posts]
 
 
 # --------------------------------------------------------------------------- the cache
@@ -117,6 +134,7 @@ class BenchCache:
 
     def __init__(self, esc: Esc50, info, embedder_options: dict, root: Path) -> None:
         self.esc, self.info, self.embedder_options, self.root = esc, info, embedder_options, root
+        self.silence: np.ndarray | None = None  # the embedder's digital-silence frame (set by build)
         self._frames: list[np.ndarray] | None = None
         self._meta: dict[str, tuple[str, float]] | None = None
 
@@ -125,6 +143,7 @@ class BenchCache:
               workers: int = 2) -> "BenchCache":
         root = bench_cache_root(cache) / dataset_key(esc) / embedder_key(embedder.info)
         bc = cls(esc, embedder.info, embedder.options(), root)
+        bc.silence = silence_frame(embedder)
         with locked(root):
             bc.ensure_frames(embedder, progress=progress, workers=workers)
         return bc
@@ -133,19 +152,16 @@ class BenchCache:
     def frames_root(self) -> Path:
         return self.root / FRAMES
 
-    def frames_collection(self) -> Collection:
-        return Collection.open(self.frames_root)
+    def frames_collection(self) -> CollectionStore:
+        return CollectionStore.open(self.frames_root)
 
     # ------------------------------------------------------------------ embedding
-    def ensure_frames(self, embedder: Embedder, *, progress: bool = True, workers: int = 2) -> Collection:
+    def ensure_frames(self, embedder: Embedder, *, progress: bool = True, workers: int = 2) -> CollectionStore:
         """Embed every clip not yet in the frames collection (resumable, incremental by content hash)."""
-        from audiosim.engine.ingest import IngestReport, ingest_items
-        from audiosim.engine.mappers import EmbedMapper
-        from audiosim.engine.pipeline import FileItem
 
         info = embedder.info
-        coll = (Collection.open(self.frames_root) if Collection.exists(self.frames_root) else
-                Collection.create(self.frames_root, embedder=info, embedder_options=embedder.options(),
+        coll = (CollectionStore.open(self.frames_root) if CollectionStore.exists(self.frames_root) else
+                CollectionStore.create(self.frames_root, embedder=info, embedder_options=embedder.options(),
                                   pooling=PoolingSpec.parse("mu"), metric="cosine",
                                   extra={"granularity": "frame", "dataset": {"name": "esc50", "root": str(self.esc.root)}}))
         coll.check_compatible(embedder=info, pooling=PoolingSpec.parse("mu"))
@@ -178,7 +194,6 @@ class BenchCache:
         if self._frames is None:
             coll = self.frames_collection()
             table = coll.read_table(["path", "content_sha256", "offset_s", "duration_s", "embedding"])
-            from audiosim.engine.store import embedding_matrix
 
             X = embedding_matrix(table, coll.dim)
             paths = table["path"].to_pylist()
@@ -205,27 +220,29 @@ class BenchCache:
     def pooled_root(self, variant: Variant) -> Path:
         return self.root / POOLED / variant.slug
 
-    def pooled(self, variant: Variant) -> Collection:
+    def pooled(self, variant: Variant) -> CollectionStore:
         """The clip-level collection for ``variant`` (built from the frames when missing or stale)."""
         with locked(self.root):
             return self._pooled(variant)
 
-    def _pooled(self, variant: Variant) -> Collection:
-        from audiosim.engine.indexing import ensure_index
-
+    def _pooled(self, variant: Variant) -> CollectionStore:
         frames_rev = self.frames_collection().revision
-        spec = PoolingSpec.parse(variant.pooling)
+        spec = PoolingSpec.parse(variant.pooling, skip_silence=variant.skip_silence)
+        if spec.skip_silence and self.silence is None:
+            raise DatasetError("leaving silence out needs the embedder's silence frame; open the cache with BenchCache.build")
         source = {"frames": str(self.frames_root), "frames_revision": frames_rev, "pooling": spec.name,
-                  "postprocess": variant.postprocess, "clips": len(self.esc)}
+                  "postprocess": variant.postprocess, "clips": len(self.esc), "skip_silence": spec.skip_silence}
         root = self.pooled_root(variant)
-        if Collection.exists(root):
-            c = Collection.open(root)
+        if CollectionStore.exists(root):
+            c = CollectionStore.open(root)
             if c.manifest.extra.get("bench_source") == source and len(c) == len(self.esc) and c.manifest.index_fresh:
                 return c
             shutil.rmtree(root)
         frames = self.clip_frames()
-        vectors = np.stack([spec(f) for f in frames]).astype(np.float32)
-        c = Collection.create(root, embedder=self.info, embedder_options=self.embedder_options, pooling=spec,
+        # a clip that is silent throughout (none in ESC-50) is pooled over all its frames so every clip has a vector
+        pooler = FramePooler(None, spec, silence=self.silence)
+        vectors = np.stack([spec(f[pooler.members(f)]) for f in frames]).astype(np.float32)
+        c = CollectionStore.create(root, embedder=self.info, embedder_options=self.embedder_options, pooling=spec,
                               metric="cosine", extra={"granularity": "clip", "bench_source": source})
         with c.writer(purpose="bench cache") as w:
             w.append(Rows(path=self.esc.paths, content_sha256=[self._meta[p][0] for p in self.esc.paths],
@@ -239,7 +256,6 @@ class BenchCache:
 
     def vectors(self, variant: Variant, *, postprocessed: bool = True) -> np.ndarray:
         """The variant's vectors in metadata order: as the index sees them (post-processed) or as stored."""
-        from audiosim.engine.indexing import load_for_search
 
         c = self.pooled(variant)
         _, X = c.embeddings()  # appended in metadata order: ids 0..n-1
@@ -247,7 +263,6 @@ class BenchCache:
 
     def postprocess_fit(self, variant: Variant) -> dict | None:
         """How the variant's post-processing was fitted (vectors, output dim; never labels), or None."""
-        from audiosim.engine.indexing import load_for_search
 
         pp = load_for_search(self.pooled(variant)).postprocessor
         return None if pp is None else {"n": pp.n_fit, "out_dim": pp.out_dim, "labels_used": False}
@@ -258,7 +273,6 @@ def esc50_vectors(*, embedder: str, pooling: str, weights: str | None = None, es
                   embedder_options: dict | None = None) -> tuple[Esc50, np.ndarray]:
     """One pooled vector per ESC-50 clip (metadata order), embedding only what is not cached yet."""
     esc = load_esc50(esc50)
-    from audiosim.engine.embedders import make_embedder
 
     model = make_embedder(embedder, weights=weights, options=embedder_options)
     bc = BenchCache.build(esc, model, cache=cache, progress=progress)

@@ -38,17 +38,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from audiosim.errors import AudiosimError
+from audiosim.errors import MetricsError
 from audiosim.indexes.vectors import METRICS as DISTANCES, l2_normalize
 
 KS = (1, 2, 3, 4, 5, 10)
 PROTOCOLS = ("loo", "xfold")
 LEVELS = ("sub", "super")
 MAX_THESIS_K = 16  # the thesis baseline enumerates the 2**K hit patterns of a top-K list
-
-
-class MetricsError(AudiosimError):
-    """Inputs to a metric are inconsistent (shapes, protocol, distance)."""
 
 
 # --------------------------------------------------------------------------- ranking

@@ -19,7 +19,13 @@ from typing import Sequence
 
 import numpy as np
 
+from audiosim.anomaly.scorers import ScorerConfig, make_scorer
+from audiosim.engine.models.pooling import PoolingSpec
 from audiosim.errors import DatasetError
+from audiosim.eval.anomaly_metrics import auc_pauc, hmean
+from audiosim.eval.esc50_cache import esc50_vectors
+from audiosim.eval.metrics import mean_ci
+from audiosim.eval.report import write_results
 
 TEST_FOLD = 5
 DEFAULT_SCORERS = (
@@ -39,8 +45,6 @@ DEFAULT_POOLINGS = ("mu", "l2mean")
 def novelty_aucs(X: np.ndarray, targets: np.ndarray, folds: np.ndarray, scorer: str, *, test_fold: int = TEST_FOLD,
                  max_fpr: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(classes, AUC per class, pAUC per class): fit on a class's other-fold clips, score the test fold."""
-    from audiosim.eval.anomaly_metrics import auc_pauc
-    from audiosim.anomaly.scorers import make_scorer
 
     targets, folds = np.asarray(targets), np.asarray(folds)
     test = folds == test_fold
@@ -56,8 +60,6 @@ def novelty_aucs(X: np.ndarray, targets: np.ndarray, folds: np.ndarray, scorer: 
 
 
 def summarize_classes(auc: np.ndarray, pauc: np.ndarray) -> dict:
-    from audiosim.eval.anomaly_metrics import hmean
-    from audiosim.eval.metrics import mean_ci
 
     return {"auc_mean": float(auc.mean()), "auc_hmean": hmean(auc), "auc_std": float(auc.std(ddof=1)),
             "auc_ci95": mean_ci(auc), "auc_min": float(auc.min()),
@@ -81,10 +83,6 @@ class NoveltyConfig:
 
 def run_novelty(config: NoveltyConfig) -> dict:
     """Evaluate every embedder x pooling x scorer; write results.json and report.md into ``config.out``."""
-    from audiosim.engine.pooling import PoolingSpec
-    from audiosim.eval.esc50_cache import esc50_vectors
-    from audiosim.eval.report import write_results
-    from audiosim.anomaly.scorers import ScorerConfig
 
     t_start = time.perf_counter()
     specs = [ScorerConfig.parse(s).spec for s in config.scorers]

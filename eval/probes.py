@@ -12,6 +12,7 @@ import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 PROBES = ("logreg", "svm")
 
@@ -35,7 +36,6 @@ def linear_probe(X: np.ndarray, y: np.ndarray, folds: np.ndarray, *, model: str 
     """Cross-fold accuracy of one linear probe: ``{"fold_accuracy": [...], "mean", "std", "converged"}``."""
     from sklearn.exceptions import ConvergenceWarning
 
-    from threadpoolctl import threadpool_limits
 
     X = np.asarray(X, dtype=np.float64)
     y, folds = np.asarray(y), np.asarray(folds)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from audiosim.files import write_json_atomic
+from audiosim.indexes.vectors import l2_normalize
+
 RESULTS = "results.json"
 REPORT = "report.md"
 PER_QUERY = "per_query.npz"
@@ -22,7 +25,6 @@ CLS = (("accuracy", "Accuracy"), ("macro_precision", "Precision"), ("macro_recal
 
 def write_results(out: str | Path, results: dict) -> Path:
     """``results.json`` in ``out``: strict JSON (NaN -> null), written atomically. Every benchmark writes through this."""
-    from audiosim.files import write_json_atomic
 
     return write_json_atomic(Path(out) / RESULTS, results, sort_keys=False)
 
@@ -170,7 +172,6 @@ def plot_pca(path: str | Path, X: np.ndarray, groups: np.ndarray, names: list[st
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    from audiosim.indexes.vectors import l2_normalize
 
     x = l2_normalize(X, dtype=np.float64)
     xy = PCA(n_components=2, random_state=0).fit_transform(x)

@@ -6,7 +6,7 @@ that category -- the maximum of the mapped classes' clip scores -- and precision
 of the top ``k`` (default 10) clips that belong to the category (ties: lower clip index first). The
 figure reported is the mean over the mapped categories; unmapped ones are listed, not scored.
 
-A clip's class scores pool its frame scores with :func:`audiosim.engine.tags.pool_scores` (``max``,
+A clip's class scores pool its frame scores with :func:`audiosim.engine.models.tags.pool_scores` (``max``,
 the pooling a collection stores tags with, or ``mean``). ``top_n`` restricts the ranking to what a
 collection keeps: a clip's score for a class counts only when the class is among its ``top_n``
 best classes (``audiosim query --tag`` ranks stored tags), clips without it rank last.
@@ -28,7 +28,14 @@ from typing import Sequence
 
 import numpy as np
 
+from audiosim.engine.ingest.pipeline import FileItem, ListSink, run_pipeline
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.engine.models.tags import SCORE_POOLINGS, TOP_N, ClassMap, pool_scores, top_tags
 from audiosim.errors import DatasetError
+from audiosim.eval.esc50 import load_esc50
+from audiosim.eval.esc50_cache import bench_cache_root, dataset_key, embedder_key
+from audiosim.eval.report import write_results
+from audiosim.files import write_npz_atomic
 
 MAPPING_FILE = Path(__file__).with_name("esc50_audioset.csv")
 K = 10
@@ -90,7 +97,6 @@ def mapped_columns(mapping: Sequence[CategoryMapping], class_names: Sequence[str
 
 def restrict_to_top_n(scores: np.ndarray, top_n: int) -> np.ndarray:
     """``scores`` with every class outside a row's ``top_n`` best set to -inf (what stored tags keep)."""
-    from audiosim.engine.tags import top_tags
 
     ids, vals = top_tags(scores, n=top_n)
     out = np.full(scores.shape, -np.inf, dtype=np.float64)
@@ -121,13 +127,10 @@ def esc50_class_scores(esc, embedder, *, how: str = "max", cache: str | Path | N
                        progress: bool = False, workers: int = 2) -> np.ndarray:
     """Clip class scores [clips, C] of an ESC-50 dataset, frame scores pooled with ``how`` (max or mean).
 
-    The clips run through the ingest pipeline (:mod:`audiosim.engine.pipeline`). ``cache`` (a
+    The clips run through the ingest pipeline (:mod:`audiosim.engine.ingest.pipeline`). ``cache`` (a
     ``.npz`` file) keeps both poolings with the class map's sha256 and the clip file names; it is
     reused when they match, else recomputed and overwritten.
     """
-    from audiosim.engine.pipeline import FileItem, ListSink, run_pipeline
-    from audiosim.engine.tags import SCORE_POOLINGS, ClassMap, pool_scores
-    from audiosim.files import write_npz_atomic
 
     if how not in SCORE_POOLINGS:
         raise DatasetError(f"unknown class-score pooling {how!r}; use one of {', '.join(SCORE_POOLINGS)}")
@@ -164,14 +167,10 @@ def run_tag_benchmark(*, embedder: str = "yamnet", weights: str | None = None, e
                       progress: bool = True) -> dict:
     """Tag-search precision@k on ESC-50 (see the module docstring); writes ``out/results.json`` when ``out`` is given.
 
-    ``top_n`` (default: :data:`audiosim.engine.tags.TOP_N`) scores the ranking a collection can
+    ``top_n`` (default: :data:`audiosim.engine.models.tags.TOP_N`) scores the ranking a collection can
     do from its stored tags; the full-score ranking is reported beside it. Clip scores are cached
     in the ESC-50 benchmark cache (``cache``, as for ``audiosim bench``).
     """
-    from audiosim.engine.embedders import make_embedder
-    from audiosim.engine.tags import TOP_N
-    from audiosim.eval.esc50 import load_esc50
-    from audiosim.eval.esc50_cache import bench_cache_root, dataset_key, embedder_key
 
     esc = load_esc50(esc50)
     model = make_embedder(embedder, weights=weights, options=embedder_options)
@@ -185,8 +184,6 @@ def run_tag_benchmark(*, embedder: str = "yamnet", weights: str | None = None, e
               "stored_top_n": precision_at_k(scores, esc.targets, table, names, k=k, top_n=n).to_dict(),
               "full_scores": precision_at_k(scores, esc.targets, table, names, k=k).to_dict()}
     if out is not None:
-        from audiosim.eval.report import write_results
-
         Path(out).mkdir(parents=True, exist_ok=True)
         write_results(out, report)
     return report

@@ -37,16 +37,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import AudiosimError, VectorIndexError
-from audiosim.indexes.vectors import canonical_metric, l2_normalize
+from audiosim.errors import VectorIndexError
+from audiosim.files import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
+from audiosim.indexes import exact
+from audiosim.indexes.vectors import Metric, l2_normalize
 
 INDEX_FILE = "faiss.index"
 SIDECAR = "index.json"
@@ -102,6 +102,8 @@ class VectorIndex:
     NATIVE_REMOVE = True  # False: removed ids become tombstones
     TRAINED = False  # whether the kind learns a structure from data (the retrain policy applies)
     KNOB: str | None = None  # the search-time speed/recall attribute tune() adjusts
+    FILTER_INSIDE = True  # False: a filter inside the index loses recall (graphs); filtered searches post-filter
+    PLAIN_SEARCH = True  # an unfiltered search at the index's own knob needs no FAISS parameter object
 
     def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu", rerank: int = 0) -> None:
         import faiss
@@ -110,10 +112,7 @@ class VectorIndex:
             raise VectorIndexError(f"device must be 'cpu' or 'gpu', got {device!r}")
         if device == "gpu" and not self.GPU:
             raise VectorIndexError(f"FAISS has no GPU {self.KIND.upper()} search; use device='cpu', or the flat or ivf kinds on a GPU")
-        try:
-            self.metric = canonical_metric(metric)
-        except AudiosimError as e:
-            raise VectorIndexError(str(e)) from None
+        self.metric = Metric.parse(metric)  # an UnknownMetricError is a VectorIndexError
         if int(dim) < 1:
             raise VectorIndexError(f"dim must be >= 1, got {dim}")
         if int(rerank) < 0:
@@ -143,8 +142,9 @@ class VectorIndex:
     def _configure(self) -> None:
         """Apply search-time parameters to a freshly loaded FAISS index."""
 
-    def _search_params(self, selector):
-        """FAISS search parameters carrying ``selector`` (and the kind's own search settings)."""
+    def _search_params(self, selector, knob: int | None = None):
+        """FAISS search parameters carrying ``selector`` and the kind's search settings (``knob``: this call's value
+        of :attr:`KNOB` instead of the index's own)."""
         import faiss
 
         return faiss.SearchParameters(sel=selector)
@@ -217,12 +217,15 @@ class VectorIndex:
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """Vectors as FAISS stores them: float32, C-contiguous, unit length for cosine."""
-        x = np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=np.float32)))
+        if not (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous):
+            x = np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=np.float32)))
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise VectorIndexError(f"vectors have shape {x.shape}, the index takes [n, {self.dim}]")
         if not np.isfinite(x).all():
             raise VectorIndexError("vectors contain NaN or infinity; drop or repair those rows before indexing")
-        return np.ascontiguousarray(l2_normalize(x)) if self.metric == "cosine" else x
+        if self.metric != "cosine":
+            return x
+        return x / np.maximum(np.sqrt(np.add.reduce(x * x, axis=1, keepdims=True)), np.float32(1e-12))  # = l2_normalize
 
     # ------------------------------------------------------------------ building
     def train(self, vectors: np.ndarray) -> VectorIndex:
@@ -307,11 +310,13 @@ class VectorIndex:
 
     # ------------------------------------------------------------------ searching
     def search(self, queries: np.ndarray, k: int, *, allowed_ids: np.ndarray | None = None,
-               fetch: Fetch | None = None, rerank: int | None = None) -> SearchResult:
+               fetch: Fetch | None = None, rerank: int | None = None, knob: int | None = None) -> SearchResult:
         """Top ``k`` per query.
 
         ``allowed_ids`` restricts the search to those ids (inside FAISS). ``rerank`` (default:
         the index's own) > 0 re-scores the top ``rerank * k`` candidates exactly with ``fetch``.
+        ``knob``: the value of :attr:`KNOB` (``ef_search``, ``nprobe``) for this call only, e.g.
+        widened for a filter (:mod:`audiosim.engine.search.planner`); default the index's own.
         """
         q = self.prepare(queries)
         k = int(k)
@@ -329,7 +334,7 @@ class VectorIndex:
             scores = np.zeros((q.shape[0], kk), np.float32)
             ids = np.full((q.shape[0], kk), -1, np.int64)
         else:
-            scores, ids = self._search_raw(q, kk, allowed)
+            scores, ids = self._search_raw(q, kk, allowed, knob)
             if self.metric == "euclidean":
                 scores = np.sqrt(np.maximum(scores, 0.0))
         if r > 0:
@@ -359,12 +364,15 @@ class VectorIndex:
         both = faiss.IDSelectorAnd(parts[0], parts[1])
         return both, parts + [both]
 
-    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None,
+                    knob: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """FAISS scores (squared distances for euclidean) and ids of the top ``k``."""
         selector, keep = self._selector(allowed)
         if selector is None and self.device == "gpu":
             return self._searcher().search(q, k)
-        scores, ids = self._index.search(q, k, params=self._search_params(selector))
+        if selector is None and knob is None and self.PLAIN_SEARCH:
+            return self._index.search(q, k)  # the knob is set on the index itself: no parameter object per query
+        scores, ids = self._index.search(q, k, params=self._search_params(selector, knob))
         del keep
         return scores, ids
 
@@ -379,24 +387,18 @@ class VectorIndex:
         if vecs.ndim != 2 or vecs.shape != (uniq.size, self.dim):
             raise VectorIndexError(f"fetch returned shape {vecs.shape} for {uniq.size} ids; it must return "
                                    f"float32[{uniq.size}, {self.dim}] in the order of the ids it was given")
-        if self.metric == "cosine":  # scale the dot products rather than normalise every fetched row
-            inv_norm = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", vecs, vecs)), 1e-12)
+        norms = exact.row_norms(vecs, self.metric) if self.metric == "cosine" else None
         for row in range(q.shape[0]):
             c = cand[row][cand[row] >= 0]
             if c.size == 0:
                 continue
             pos = np.searchsorted(uniq, c)
-            v = vecs[pos]
-            if self.metric == "cosine":
-                s = (v @ q[row]) * inv_norm[pos]
-                order = np.argsort(-s, kind="stable")[:k]
-            else:
-                s = np.sqrt(np.maximum(((v - q[row]) ** 2).sum(axis=1), 0.0))
-                order = np.argsort(s, kind="stable")[:k]
+            s = exact.scores(vecs[pos], q[row], self.metric, norms=None if norms is None else norms[pos])
             if not np.isfinite(s).all():
                 raise VectorIndexError("fetch returned vectors with NaN or infinity; repair the stored vectors")
-            out_s[row, :order.size] = s[order]
-            out_i[row, :order.size] = c[order]
+            s, best = exact.top_k(s, c, k, self.metric)
+            out_s[row, :best.size] = s
+            out_i[row, :best.size] = best
         return out_s, out_i
 
     # ------------------------------------------------------------------ persistence
@@ -414,7 +416,6 @@ class VectorIndex:
         ``ondisk=True`` writes IVF inverted lists to a memory-mapped ``.ivfdata`` file (IVF kinds
         only); ``None`` keeps the index where it is (on disk if it was loaded or built there).
         """
-        from audiosim.files import write_json_atomic
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -425,7 +426,8 @@ class VectorIndex:
         if self._removed.size:
             files[REMOVED_FILE] = file_meta(_write_npy(removed, self._removed))
         sidecar = {**self.sidecar(), "files": files,
-                   "file_sha256": files[INDEX_FILE]["sha256"], "file_bytes": files[INDEX_FILE]["bytes"], **(extra or {})}
+                   **({"file_sha256": files[INDEX_FILE]["sha256"], "file_bytes": files[INDEX_FILE]["bytes"]}
+                      if INDEX_FILE in files else {}), **(extra or {})}
         write_json_atomic(d / SIDECAR, sidecar)
         if not self._removed.size:
             removed.unlink(missing_ok=True)
@@ -486,30 +488,21 @@ class VectorIndex:
 
 # ---------------------------------------------------------------------- file helpers
 def write_faiss_atomic(index, path: Path) -> Path:
-    """``faiss.write_index`` through a temporary file and a rename."""
+    """``faiss.write_index`` written atomically (:func:`audiosim.files.atomic_path`: fsynced, renamed)."""
     import faiss
 
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
 def _write_npy(path: Path, arr: np.ndarray) -> Path:
-    from audiosim.files import write_bytes_atomic
-
     buf = io.BytesIO()
     np.save(buf, arr)
     return write_bytes_atomic(path, buf.getvalue())
 
 
 def file_meta(path: Path, *, sha256: bool = True) -> dict:
-    from audiosim.files import sha256_file
-
     meta = {"bytes": path.stat().st_size}
     if sha256:
         meta["sha256"] = sha256_file(path)
@@ -525,12 +518,51 @@ def read_sidecar(directory: str | Path) -> dict:
         raise VectorIndexError(f"cannot read {p}: {e}; rebuild the index with `audiosim index`") from None
     if not isinstance(sidecar, dict) or not {"kind", "dim", "metric"} <= set(sidecar):
         raise VectorIndexError(f"{p} is not an index sidecar; rebuild the index with `audiosim index`")
+    wrong = _sidecar_type_problem(sidecar)
+    if wrong:
+        raise VectorIndexError(f"{p} is garbled ({wrong}); rebuild the index with `audiosim repair` "
+                               "(or `audiosim index`)")
     return sidecar
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _file_table_problem(name: str, files) -> str | None:
+    """Why a ``{file name: {"bytes": int, "sha256": str}}`` table of the sidecar is not one, or None."""
+    if files is None:
+        return None
+    if not isinstance(files, dict):
+        return f"{name!r} is a {type(files).__name__}, not an object"
+    for fname, meta in files.items():
+        if not fname or "/" in fname or "\\" in fname or fname in (".", ".."):
+            return f"{name!r} names {fname!r}, not a file of the index folder"
+        if not isinstance(meta, dict) or not _is_int(meta.get("bytes")) or meta["bytes"] < 0 or \
+                not isinstance(meta.get("sha256", ""), str):
+            return f"{name!r} entry {fname!r} is not {{bytes: int, sha256: str}}"
+    return None
+
+
+def _sidecar_type_problem(sidecar: dict) -> str | None:
+    """Why a parsed ``index.json`` has a field of the wrong type, or None (a hand edit must not crash a reader)."""
+    if not isinstance(sidecar["kind"], str) or not isinstance(sidecar["metric"], str):
+        return "kind and metric are not strings"
+    if not _is_int(sidecar["dim"]) or sidecar["dim"] < 1:
+        return f"dim {sidecar['dim']!r} is not a positive integer"
+    for key in ("count", "removed", "collection_revision", "trained_for"):
+        v = sidecar.get(key)
+        if v is not None and (not _is_int(v) or v < 0):
+            return f"{key} {v!r} is not a non-negative integer"
+    for key in ("build", "params"):
+        if sidecar.get(key) is not None and not isinstance(sidecar[key], dict):
+            return f"{key!r} is a {type(sidecar[key]).__name__}, not an object"
+    return _file_table_problem("files", sidecar.get("files")) or \
+        _file_table_problem("postprocess_files", sidecar.get("postprocess_files"))
 
 
 def verify_files(directory: str | Path, sidecar: dict) -> None:
     """Check every file the sidecar lists: size always, sha256 where recorded (not for ``.ivfdata`` lists)."""
-    from audiosim.files import sha256_file
 
     d = Path(directory)
     files = sidecar.get("files")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from audiosim.indexes.base import VectorIndex
-from audiosim.indexes.vectors import canonical_metric, l2_normalize
+from audiosim.indexes import exact
+from audiosim.indexes.vectors import Metric, l2_normalize
 
 
 class FlatIndex(VectorIndex):
@@ -18,14 +19,12 @@ class FlatIndex(VectorIndex):
 
 
 def brute_force(database: np.ndarray, queries: np.ndarray, k: int, *, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reference numpy search: (scores, row positions) sorted best first."""
-    metric = canonical_metric(metric)
+    """Reference numpy search in float64 (:mod:`audiosim.indexes.exact`): (scores, row positions) best first."""
+    metric = Metric.parse(metric)
     db = np.asarray(database, dtype=np.float64)
     q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
-    if metric == "cosine":
-        s = l2_normalize(q, dtype=np.float64) @ l2_normalize(db, dtype=np.float64).T
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    else:
-        s = np.sqrt(np.maximum(((q[:, None, :] - db[None, :, :]) ** 2).sum(-1), 0.0))
-        order = np.argsort(s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(s, order, axis=1), order
+    if metric is Metric.COSINE:
+        q = l2_normalize(q, dtype=np.float64)
+    rows = np.arange(db.shape[0])
+    found = [exact.top_k(exact.scores(db, qi, metric), rows, k, metric) for qi in q]
+    return np.array([s for s, _ in found]).reshape(len(q), -1), np.array([r for _, r in found]).reshape(len(q), -1)

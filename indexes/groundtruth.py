@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from audiosim.errors import VectorIndexError
-from audiosim.indexes.vectors import canonical_metric, l2_normalize
+from audiosim.indexes.vectors import Metric, l2_normalize
 
 CHUNK_ROWS = 16384
 TIE_TOL = 1e-5
@@ -28,7 +28,7 @@ class ExactTopK:
 
     def __init__(self, queries: np.ndarray, *, k: int, metric: str, query_ids: np.ndarray | None = None,
                  keep: int | None = None) -> None:
-        self.metric = canonical_metric(metric)
+        self.metric = Metric.parse(metric)
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         self.queries = l2_normalize(q) if self.metric == "cosine" else np.ascontiguousarray(q)
         self.k = int(k)
@@ -88,7 +88,7 @@ def recalls_at_k(found_ids: np.ndarray, truth_scores: np.ndarray, truth_ids: np.
                  metric: str, tol: float = TIE_TOL) -> np.ndarray:
     """Per query: (strictly-better neighbours found + min(tied ones found, places left)) / min(k, #true);
     queries without any true neighbour are left out."""
-    metric = canonical_metric(metric)
+    metric = Metric.parse(metric)
     found = np.asarray(found_ids)[:, :k]
     recalls = []
     for f, s, t in zip(found, np.asarray(truth_scores), np.asarray(truth_ids)):

@@ -21,6 +21,7 @@ class HnswIndex(VectorIndex):
     GPU = False
     NATIVE_REMOVE = False
     KNOB = "ef_search"
+    FILTER_INSIDE = False  # FAISS's filtered HNSW walk loses recall as efSearch grows: post-filter instead
 
     def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu", rerank: int = 0, m: int = 32,
                  ef_construction: int = 80, ef_search: int = 64) -> None:
@@ -41,10 +42,10 @@ class HnswIndex(VectorIndex):
 
         faiss.downcast_index(self._index.index).hnsw.efSearch = self.ef_search
 
-    def _search_params(self, selector):
+    def _search_params(self, selector, knob: int | None = None):
         import faiss
 
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=int(knob or self.ef_search))
 
     def params(self) -> dict:
         return {**super().params(), "m": self.m, "ef_construction": self.ef_construction, "ef_search": self.ef_search}

@@ -34,6 +34,7 @@ import numpy as np
 
 from audiosim.errors import VectorIndexError
 from audiosim.indexes.base import INDEX_FILE, VectorIndex, file_meta, merge_topk, write_faiss_atomic
+from audiosim.indexes.ondisk import list_ids, merge_lists, open_lists, read_shard
 
 LISTS_SUFFIX = ".ivfdata"
 SHARD_BYTES = 256 << 20
@@ -140,10 +141,11 @@ class IvfIndex(VectorIndex):
         if self._delta is not None:
             self._ivf(self._delta).nprobe = probe
 
-    def _search_params(self, selector):
+    def _search_params(self, selector, knob: int | None = None):
         import faiss
 
-        return faiss.SearchParametersIVF(sel=selector, nprobe=min(self.nprobe, self.nlist or self.nprobe))
+        probe = int(knob or self.nprobe)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(probe, self.nlist or probe))
 
     def params(self) -> dict:
         return {**super().params(), "nlist": self.nlist, "nprobe": self.nprobe, "seed": self.seed, "niter": self.niter}
@@ -204,8 +206,6 @@ class IvfIndex(VectorIndex):
         return removed + self._tombstone(ids)
 
     def _all_ids(self) -> np.ndarray:
-        from audiosim.indexes.ondisk import list_ids
-
         parts = list_ids(self._ivf().invlists)
         if self._delta_count():
             parts += list_ids(self._ivf(self._delta).invlists)
@@ -232,14 +232,14 @@ class IvfIndex(VectorIndex):
             raise VectorIndexError("on-disk IVF lists are searched on the CPU; load the index with device='cpu'")
         return super()._searcher()
 
-    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
-        scores, ids = super()._search_raw(q, k, allowed)
+    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None):
+        scores, ids = super()._search_raw(q, k, allowed, knob)
         if not self._delta_count():
             return scores, ids
         import faiss
 
         sel = None if allowed is None else faiss.IDSelectorBatch(allowed)
-        ds, di = self._delta.search(q, k, params=self._search_params(sel))
+        ds, di = self._delta.search(q, k, params=self._search_params(sel, knob))
         return merge_topk([scores, ds], [ids, di], k, higher_is_closer=self.metric == "cosine")
 
     # ------------------------------------------------------------------ on disk
@@ -258,7 +258,6 @@ class IvfIndex(VectorIndex):
         tombstones, write ``faiss.index``, and map the new files in place of the old ones."""
         import faiss
 
-        from audiosim.indexes.ondisk import merge_lists, open_lists
 
         name = f"lists.{uuid.uuid4().hex[:12]}{LISTS_SUFFIX}"
         merged = merge_lists(self._empty(), self._sources() + list(extra_sources), d / name)
@@ -308,7 +307,6 @@ class IvfIndex(VectorIndex):
         the same directory afterwards to write the sidecar."""
         import faiss
 
-        from audiosim.indexes.ondisk import read_shard
 
         if not self.is_trained:
             raise VectorIndexError("train the IVF index on a sample before adding to disk")
@@ -352,8 +350,6 @@ class IvfIndex(VectorIndex):
 
     @classmethod
     def load(cls, directory: Path, sidecar: dict, *, device: str = "cpu") -> IvfIndex:
-        from audiosim.indexes.ondisk import open_lists
-
         lists = [name for name in (sidecar.get("files") or {}) if name.endswith(LISTS_SUFFIX)]
         if not lists:
             return super().load(directory, sidecar, device=device)

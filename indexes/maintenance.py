@@ -19,7 +19,7 @@ from audiosim.indexes.base import VectorIndex
 
 RETRAIN_FACTOR = 4.0
 MAX_REMOVED_FRACTION = 0.25
-UNTRAINED_KINDS = ("flat", "hnsw")
+UNTRAINED_KINDS = ("flat", "hnsw", "hnswlib")
 
 
 def needs_retrain(index_or_sidecar: VectorIndex | dict, now: int, *, factor: float = RETRAIN_FACTOR,

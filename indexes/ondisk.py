@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from audiosim.errors import VectorIndexError
 
 
@@ -98,7 +100,6 @@ def open_lists(index_path: Path, lists_path: Path, *, io_flags: int = 0):
 def list_ids(invlists) -> list:
     """The id arrays of every list of ``invlists`` (copies)."""
     import faiss
-    import numpy as np
 
     out = []
     for no in range(invlists.nlist):

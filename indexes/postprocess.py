@@ -21,7 +21,7 @@ something is fitted on the output of the steps before it:
 Example: ``power+center+whiten:256``. No labels are used anywhere. A fitted post-processor is
 saved as ``postprocess.json`` (spec and shapes) plus ``postprocess.npz`` (the learned arrays)
 in a directory, normally beside a collection's saved index; the collection's manifest records
-the spec under ``postprocess`` and :mod:`audiosim.engine.indexing` fits and applies it.
+the spec under ``postprocess`` and :mod:`audiosim.engine.store.indexing` fits and applies it.
 """
 
 from __future__ import annotations

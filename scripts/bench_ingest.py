@@ -6,7 +6,7 @@ Prints one JSON object. Two modes:
 
 * **decode-only** and **inference-only** CPU seconds, measured in this process one file after
   another (``resource.getrusage``): decode = what the pipeline does per file before the model
-  (:func:`audiosim.engine.pipeline.decode_item`: sha256 of the bytes, decode, resample to 16 kHz);
+  (:func:`audiosim.engine.ingest.pipeline.decode_item`: sha256 of the bytes, decode, resample to 16 kHz);
   inference = ``embed_frames`` + mean pooling on the decoded waveforms.
 * **bound** = (decode + inference CPU seconds) / usable cores: the shortest wall time any
   schedule of this work can take on this machine.
@@ -92,7 +92,7 @@ def measured(fn):
 
 def decode_and_inference_cpu(files: list[str], embedder, *, chunk: int = 100) -> dict:
     """CPU seconds of decoding and of inference, measured apart on the same files, one after another."""
-    from audiosim.engine.pipeline import FileItem, decode_item
+    from audiosim.engine.ingest.pipeline import FileItem, decode_item
 
     decode = infer = 0.0
     lengths = set()
@@ -121,9 +121,9 @@ def naive_loop(files: list[str], embedder) -> np.ndarray:
 
 
 def vectors_by_path(root: Path) -> dict[str, bytes]:
-    from audiosim.engine.store import Collection
+    from audiosim.engine.store.store import CollectionStore
 
-    coll = Collection.open(root)
+    coll = CollectionStore.open(root)
     ids, X = coll.embeddings()
     pos = {int(i): k for k, i in enumerate(ids)}
     return {r["path"]: X[pos[r["id"]]].tobytes() for r in coll.records(("path",))}
@@ -137,9 +137,9 @@ def link_folder(files: list[str], folder: Path, n: int, *, start: int = 0) -> No
 
 
 def mode_bound(args, files: list[str], work: Path) -> dict:
-    from audiosim.engine.embedders import make_embedder
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.pipeline import usable_cores
+    from audiosim.engine.models.embedders import make_embedder
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.ingest.pipeline import usable_cores
 
     cores = usable_cores()
     folder = work / "audio"
@@ -200,7 +200,7 @@ def mode_bound(args, files: list[str], work: Path) -> dict:
 def ray_run(args, folder: Path, work: Path, local_root: Path) -> dict:
     import ray
 
-    from audiosim.engine.ingest import index_folder
+    from audiosim.engine.ingest.indexer import index_folder
 
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False)
@@ -219,8 +219,8 @@ def ray_run(args, folder: Path, work: Path, local_root: Path) -> dict:
 
 
 def mode_scale(args, files: list[str], work: Path) -> dict:
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.store import Collection
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.store.store import CollectionStore
 
     folder, root = work / "scale", work / "coll"
     link_folder(files, folder, args.files)
@@ -232,7 +232,7 @@ def mode_scale(args, files: list[str], work: Path) -> dict:
                      "parts_in_manifest": rep.parts, "part_files_on_disk": parts_dir}}
     link_folder(files, folder, 100, start=args.files)
     rep2, w2, c2, load2 = measured(lambda: index_folder(folder, root))
-    coll = Collection.open(root)
+    coll = CollectionStore.open(root)
     out["incremental_100"] = {"wall_s": round(w2, 2), "cpu_s": round(c2, 2), "load_1min_before": round(load2, 2),
                               "scanned": rep2.scanned, "new": rep2.new, "unchanged": rep2.unchanged,
                               "embedded": rep2.embedded, "vectors_added": rep2.vectors_added, "engine": rep2.engine,

@@ -10,15 +10,19 @@ Two cases, both built from real ESC-50 clips placed at known offsets (16 kHz mon
   then a query, grouped into regions: a **region hit** is a top-1 region that overlaps the span
   where the clip was placed (also reported at top 3).
 * ``--long`` (default 3600 s): a recording built the same way; ``--excerpts`` excerpts of random
-  length (``--excerpt-min``..``--excerpt-max`` s) are cut at random offsets (off the hop grid) and
-  located with ``Searcher.locate``: **found** when the best location's offset is within
-  ``--tolerance`` s (default: one hop) of the true offset; the median absolute offset error is
-  over all excerpts.
+  length (``--excerpt-min``..``--excerpt-max`` s) are cut at random offsets (off the hop grid),
+  degraded the way users' excerpts are (``--conditions``: ``clean``; additive white noise
+  ``noise-60`` .. ``noise-30`` (dBFS RMS); ``gain+6`` / ``gain-6`` (dB); a lossy re-encode
+  ``ogg`` (Vorbis) / ``mp3`` through soundfile; ``resample44k`` / ``resample22k`` (to that rate and
+  handed over at it)), and located with ``Searcher.locate``: **found** when the best location's
+  offset is within ``--tolerance`` s (default 0.5) of the true offset. Every condition uses the same
+  excerpts and is reported separately (found rate, median and p90 offset error, median confidence).
 
 Prints JSON (figures, settings, timings). Needs ESC-50 (``--esc50`` or ``$ESC50_ROOT``) and, for
 YAMNet, its weights (``$AUDIOSIM_MODELS``)::
 
-    python scripts/bench_long.py --embedder yamnet --segment 2 --segment-hop 1 [--skip-silence]
+    python scripts/bench_long.py --embedder yamnet --segment 2 --segment-hop 1 [--keep-silence] \
+        --short 0 --long 1200 --excerpts 50 --conditions clean,noise-60,noise-45,noise-30,gain+6,ogg,resample44k
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ SR = 16000
 
 def build_recording(clips, *, seconds: float, max_gap: float, overlap: float, rng, waves: dict) -> tuple[np.ndarray, list]:
     """(samples, placements) where placements are (clip path, start_s, end_s) in order."""
-    from audiosim.engine.audio import load_audio
+    from audiosim.engine.audio.decode import load_audio
 
     out = np.zeros(int(seconds * SR) + 20 * SR, dtype=np.float32)
     placements, t = [], 0.0
@@ -64,7 +68,7 @@ def _index(folder: Path, coll: Path, args) -> float:
 
     t0 = time.perf_counter()
     audiosim.index_folder(folder, coll, embedder=args.embedder, weights=args.weights, pooling=args.pooling,
-                          skip_silence=args.skip_silence,
+                          skip_silence=not args.keep_silence,
                           segment_s=args.segment, segment_hop_s=args.segment_hop, label_from="none")
     return time.perf_counter() - t0
 
@@ -110,28 +114,61 @@ def long_case(esc, args, rng, work: Path, waves: dict) -> dict:
     sf.write(folder / "recording.wav", rec, SR, subtype="FLOAT")
     index_s = _index(folder, work / "long_coll", args)
     searcher = audiosim.open_collection(work / "long_coll").searcher()
-    hop = args.segment_hop or args.segment
-    tol = args.tolerance if args.tolerance is not None else hop
+    tol = args.tolerance
     duration = rec.size / SR
-    errors, found, confidences, times = [], 0, [], []
+    drawn = []
     for _ in range(args.excerpts):
         length = float(rng.uniform(args.excerpt_min, args.excerpt_max))
         start = float(rng.uniform(0, duration - length))
-        excerpt = rec[int(round(start * SR)):int(round((start + length) * SR))]
-        t = time.perf_counter()
-        locations = searcher.locate(waveform=excerpt, sample_rate=SR, max_files=3)
-        times.append((time.perf_counter() - t) * 1e3)
-        err = abs(locations[0].offset_s - start) if locations else float("inf")
-        errors.append(err)
-        found += err <= tol
-        confidences.append(locations[0].confidence if locations else 0.0)
+        drawn.append((start, length, int(rng.integers(2**31))))
+    conditions = {}
+    for cond in [c.strip() for c in args.conditions.split(",") if c.strip()]:
+        errors, found, confidences, times = [], 0, [], []
+        for start, length, seed in drawn:
+            excerpt = rec[int(round(start * SR)):int(round((start + length) * SR))]
+            wave, sr = degrade(excerpt, cond, np.random.default_rng(seed))
+            t = time.perf_counter()
+            locations = searcher.locate(waveform=wave, sample_rate=sr, max_files=3)
+            times.append((time.perf_counter() - t) * 1e3)
+            err = abs(locations[0].offset_s - start) if locations else float("inf")
+            errors.append(err)
+            found += err <= tol
+            confidences.append(locations[0].confidence if locations else 0.0)
+        conditions[cond] = {"found_rate": found / len(drawn), "median_offset_error_s": round(float(np.median(errors)), 3),
+                            "p90_offset_error_s": round(float(np.percentile(errors, 90)), 3),
+                            "median_confidence": round(float(np.median(confidences)), 3),
+                            "locate_ms_median": round(float(np.median(times)), 1)}
     return {"recording_s": round(duration, 1), "max_gap_s": args.max_gap, "overlap_probability": args.overlap,
-            "excerpts": args.excerpts,
-            "excerpt_s": [args.excerpt_min, args.excerpt_max], "found_rate": found / args.excerpts,
-            "tolerance_s": tol, "median_offset_error_s": round(float(np.median(errors)), 3),
-            "p90_offset_error_s": round(float(np.percentile(errors, 90)), 3),
-            "median_confidence": round(float(np.median(confidences)), 3), "index_seconds": round(index_s, 2),
-            "locate_ms_median": round(float(np.median(times)), 1)}
+            "excerpts": args.excerpts, "excerpt_s": [args.excerpt_min, args.excerpt_max], "tolerance_s": tol,
+            "index_seconds": round(index_s, 2), "conditions": conditions}
+
+
+def degrade(x: np.ndarray, condition: str, rng) -> tuple[np.ndarray, int]:
+    """(samples, sample rate) of an excerpt after ``condition`` (see the module docstring)."""
+    import io
+
+    import soundfile as sf
+
+    from audiosim.engine.audio.decode import resample
+
+    if condition == "clean":
+        return x, SR
+    if condition.startswith("noise"):
+        db = float(condition[len("noise"):])
+        return (x + 10 ** (db / 20) * rng.standard_normal(x.size)).astype(np.float32), SR
+    if condition.startswith("gain"):
+        return np.clip(x * 10 ** (float(condition[len("gain"):]) / 20), -1, 1).astype(np.float32), SR
+    if condition in ("ogg", "mp3"):
+        buf = io.BytesIO()
+        fmt, sub = ("OGG", "VORBIS") if condition == "ogg" else ("MP3", "MPEG_LAYER_III")
+        sf.write(buf, np.clip(x, -1, 1), SR, format=fmt, subtype=sub)
+        buf.seek(0)
+        y, _ = sf.read(buf, dtype="float32")
+        return y, SR
+    if condition.startswith("resample"):
+        target = {"resample44k": 44100, "resample22k": 22050}[condition]
+        return resample(x, orig_sr=SR, target_sr=target), target
+    raise SystemExit(f"unknown condition {condition!r}")
 
 
 def main() -> None:
@@ -140,7 +177,9 @@ def main() -> None:
     ap.add_argument("--embedder", default="yamnet")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--pooling", default="mu")
-    ap.add_argument("--skip-silence", action="store_true", help="pool only frames that are not digital silence")
+    ap.add_argument("--keep-silence", action="store_true", help="pool digital silence too (the old default)")
+    ap.add_argument("--conditions", default="clean,noise-60,noise-50,noise-45,noise-40,noise-30,gain+6,gain-6,ogg,mp3,"
+                    "resample44k,resample22k", help="comma-separated degradations of the excerpts (see above)")
     ap.add_argument("--segment", type=float, default=2.0)
     ap.add_argument("--segment-hop", type=float, default=1.0)
     ap.add_argument("--short", type=float, default=200.0, help="length of the region-hit recording (s); 0 skips it")
@@ -150,7 +189,7 @@ def main() -> None:
     ap.add_argument("--excerpt-max", type=float, default=30.0)
     ap.add_argument("--max-gap", type=float, default=1.0, help="largest silence between clips (s)")
     ap.add_argument("--overlap", type=float, default=0.15, help="probability that a clip starts before the previous ends")
-    ap.add_argument("--tolerance", type=float, default=None, help="offset error that counts as found (default: the hop)")
+    ap.add_argument("--tolerance", type=float, default=0.5, help="offset error that counts as found (s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5, help="recordings (seeds) of the short case, averaged")
     ap.add_argument("--workdir", default=None, help="keep the recordings and collections here (default: a temp dir)")
@@ -162,7 +201,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="audiosim-bench-long-"))
     work.mkdir(parents=True, exist_ok=True)
-    out = {"embedder": args.embedder, "pooling": args.pooling, "skip_silence": args.skip_silence,
+    out = {"embedder": args.embedder, "pooling": args.pooling, "skip_silence": not args.keep_silence,
            "segment_s": args.segment, "segment_hop_s": args.segment_hop,
            "seed": args.seed}
     waves: dict = {}

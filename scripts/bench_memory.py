@@ -5,7 +5,7 @@ temporary folder, then for each embedder runs a fresh Python subprocess that dec
 embeds it and reports its own peak resident set size (``VmHWM`` from ``/proc/self/status``,
 falling back to ``getrusage``). Each child uses the public ingest API
 ``audiosim.index_folder`` when the package has it (``"api": "index_folder"``), otherwise the
-streaming functions directly (``"api": "embed_file"``: :func:`audiosim.engine.streaming.embed_file`).
+streaming functions directly (``"api": "embed_file"``: :func:`audiosim.engine.audio.streaming.embed_file`).
 ``--api embed_file`` forces the latter. ``--mode whole`` measures the old whole-file path instead (``load_audio`` + ``embed_frames``) for
 comparison. Target: under 1 GB with yamnet on the 1-hour file (the whole-file path took 9.9 GB).
 
@@ -73,8 +73,8 @@ def child(args) -> dict:
     out = {"embedder": args.embedder, "mode": args.mode, "file": args.file}
     t0 = time.perf_counter()
     if args.mode == "whole":
-        from audiosim.engine.audio import load_audio
-        from audiosim.engine.embedders import make_embedder
+        from audiosim.engine.audio.decode import load_audio
+        from audiosim.engine.models.embedders import make_embedder
 
         emb = make_embedder(args.embedder)
         wave = load_audio(args.file, sample_rate=emb.info.sample_rate)
@@ -85,8 +85,8 @@ def child(args) -> dict:
                                        embedder=args.embedder)
         out.update(api="index_folder", report=report.to_dict() if hasattr(report, "to_dict") else str(report))
     else:
-        from audiosim.engine.embedders import make_embedder
-        from audiosim.engine.streaming import embed_file
+        from audiosim.engine.models.embedders import make_embedder
+        from audiosim.engine.audio.streaming import embed_file
 
         emb = make_embedder(args.embedder)
         res = embed_file(emb, args.file, chunk_s=args.chunk_s)

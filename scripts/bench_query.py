@@ -29,7 +29,7 @@ def _percentiles(ms: list[float]) -> dict:
 
 
 def _append_random(coll, n: int, *, dim: int, rng, batch: int = 50_000) -> None:
-    from audiosim.engine.store import Rows
+    from audiosim.engine.store.store import Rows
 
     with coll.writer() as w:
         done = 0
@@ -41,7 +41,7 @@ def _append_random(coll, n: int, *, dim: int, rng, batch: int = 50_000) -> None:
                           content_sha256=[f"{start + i:064x}" for i in range(m)], offset_s=np.zeros(m),
                           duration_s=np.full(m, 5.0), label=[f"class{(start + i) % 50}" for i in range(m)], embedding=X))
             done += m
-        from audiosim.engine.indexing import ensure_index
+        from audiosim.engine.store.indexing import ensure_index
 
         ensure_index(w)
 
@@ -59,9 +59,9 @@ def main() -> None:
 
     import faiss
 
-    from audiosim.engine.embedders.base import EmbedderInfo
-    from audiosim.engine.pooling import PoolingSpec
-    from audiosim.engine.library import Collection
+    from audiosim.engine.models.embedders.base import EmbedderInfo
+    from audiosim.engine.models.pooling import PoolingSpec
+    from audiosim.engine.search.library import Collection
 
     faiss.omp_set_num_threads(1)  # one query at a time, as a warm service answers it
     rng = np.random.default_rng(args.seed)

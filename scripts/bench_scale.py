@@ -67,7 +67,7 @@ def corpus_paths(args) -> dict[str, Path]:
 def load_frames(args) -> np.ndarray:
     if args.frames_npy and Path(args.frames_npy).is_file():
         return np.load(args.frames_npy).astype(np.float32)
-    from audiosim.engine.embedders import make_embedder
+    from audiosim.engine.models.embedders import make_embedder
     from audiosim.eval.esc50 import load_esc50
     from audiosim.eval.esc50_cache import BenchCache
 

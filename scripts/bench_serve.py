@@ -67,7 +67,7 @@ def parse_args(argv=None):
 def synthetic_clips(n: int, seconds: float, seed: int) -> list[tuple[str, bytes]]:
     import soundfile as sf
 
-    from audiosim.engine.synth import KINDS
+    from audiosim.engine.audio.synth import KINDS
 
     rng = np.random.default_rng(seed)
     out = []
@@ -82,7 +82,7 @@ def synthetic_clips(n: int, seconds: float, seed: int) -> list[tuple[str, bytes]
 
 
 def folder_clips(folder: Path, n: int, seed: int) -> list[tuple[str, bytes]]:
-    from audiosim.engine.audio import is_audio_path
+    from audiosim.engine.audio.decode import is_audio_path
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and is_audio_path(p))
     if not files:

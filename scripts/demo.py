@@ -14,14 +14,17 @@ from pathlib import Path
 
 
 def pick_embedder() -> tuple[str, str]:
-    from audiosim.engine.embedders.yamnet import resolve_yamnet_weights
+    from audiosim.engine.models.embedders.yamnet import resolve_yamnet_weights
     from audiosim.errors import AudiosimError
 
     try:
         backend, location = resolve_yamnet_weights(None)
         return "yamnet", f"YAMNet weights found ({backend}: {location})"
     except AudiosimError as e:
-        return "logmel", f"YAMNet weights not available ({e.__class__.__name__}); using the weight-free logmel baseline"
+        from audiosim.engine.models.weights import without_baseline_hint
+
+        why = without_baseline_hint(str(e), instead="Then run `make demo` again.")
+        return "logmel", f"YAMNet weights not available, so the weight-free logmel baseline is used instead. {why}"
 
 
 def main() -> None:
@@ -29,7 +32,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/audiosim-demo", help="Work folder (recreated).")
     ap.add_argument("--per-kind", type=int, default=6)
     args = ap.parse_args()
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     work = Path(args.dir)
     shutil.rmtree(work, ignore_errors=True)

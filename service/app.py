@@ -4,35 +4,37 @@ Layers, outermost first: :class:`~audiosim.service.metrics.MetricsMiddleware` (c
 every request), CORS (only with ``--cors``), :class:`~audiosim.service.security.UploadLimitMiddleware`
 (413 above ``--max-upload-mb``), then the routers: ``/api`` (token-checked when the server has
 a token: collections, search, items, jobs), ``/metrics`` (token-checked), and the open ``/``,
-``/static``, ``/healthz``, ``/docs``. Every error is answered as JSON
-``{"error": {"status", "code", "message"}}`` (see :mod:`audiosim.service.errors`); an unexpected
-exception is logged with its traceback and answered 500 without internals.
+``/favicon.ico``, ``/static``, ``/healthz``, ``/docs`` and ``/redoc`` (their scripts served from
+``/docs-assets``, never a CDN). Every error is answered as JSON ``{"error": {"status", "code", "message"}}``
+(see :mod:`audiosim.service.errors`); an unexpected exception is logged with its traceback and answered 500 without internals.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from audiosim import __version__
+from audiosim.errors import AudiosimError
 from audiosim.service.catalog import Catalog
 from audiosim.service.config import ServeConfig
 
 log = logging.getLogger("audiosim.serve")
 STATIC = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's JavaScript and CSS, from the fastapi-offline package
 
 
 def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
     """The app for ``config``; opens (and warms) every collection unless a ``catalog`` is given."""
-    from contextlib import asynccontextmanager
 
-    from fastapi import Depends, FastAPI
+    from fastapi import Depends
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from audiosim import __version__
-    from audiosim.errors import AudiosimError
     from audiosim.service.context import ServiceContext
     from audiosim.service.errors import error_body, status_for
     from audiosim.service.jobs import JobRegistry
@@ -40,7 +42,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
     from audiosim.service.metrics import MetricsMiddleware, ServiceMetrics
     from audiosim.service.routes import collections, items, jobs, search, system
     from audiosim.service.routes.deps import require_token
-    from audiosim.service.security import UploadLimitMiddleware
+    from audiosim.service.security import SameOriginPagesMiddleware, UploadLimitMiddleware
     from audiosim.service.workers import InferencePool
 
     config = config.check()
@@ -61,20 +63,23 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
         yield
         ctx.close()
 
-    app = FastAPI(title="audiosim", version=__version__, lifespan=lifespan, redoc_url=None,
-                  description="Audio similarity search over audiosim collections: upload a clip or give an item id, "
-                              "get the most similar items, listen to them.")
+    # /docs (Swagger UI) and /redoc from the JavaScript fastapi-offline ships, not a CDN: they work offline,
+    # and the page makes no request to another host (no validator badge, no web fonts)
+    app = FastAPIOffline(title="audiosim", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url="/redoc",
+                         static_url=DOCS_ASSETS, favicon_url="favicon.ico", swagger_ui_parameters={"validatorUrl": None},
+                         description="Audio similarity search over audiosim collections: upload a clip or give an item "
+                                     "id, get the most similar items, listen to them.")
     app.state.audiosim = ctx
 
-    def answer(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse(error_body(status, code, message), status_code=status, headers=headers)
+    def answer(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+        return JSONResponse(error_body(status, code, message, **extra), status_code=status, headers=headers)
 
     @app.exception_handler(AudiosimError)
     async def audiosim_error(_request, exc: AudiosimError):
         status, code = status_for(exc)
         if status >= 500:
             log.error("request failed: %s", exc)
-        return answer(status, code, str(exc), getattr(exc, "headers", None))
+        return answer(status, code, str(exc), getattr(exc, "headers", None), suggestions=getattr(exc, "suggestions", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request, exc: RequestValidationError):
@@ -89,6 +94,11 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return answer(exc.status_code, code, message, getattr(exc, "headers", None))
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(_request, exc: RecursionError):  # a JSON body nested thousands deep
+        return answer(400, "bad_request", "the request body is nested too deeply to parse; send flat JSON "
+                                          "(lists of numbers or strings)")
+
     @app.exception_handler(Exception)
     async def unexpected(_request, exc: Exception):
         log.exception("unexpected error", exc_info=exc)
@@ -101,6 +111,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     app.add_middleware(UploadLimitMiddleware, max_mb=config.max_upload_mb)
+    app.add_middleware(SameOriginPagesMiddleware, paths=("/", "/docs", "/redoc"))
     if config.cors:
         from fastapi.middleware.cors import CORSMiddleware
 

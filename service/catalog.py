@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,8 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+import audiosim
+from audiosim.engine.audio.decode import is_audio_path
+from audiosim.engine.models.tags import COUNT_MIN_SCORE, UnknownTagError, tag_counts
+from audiosim.errors import AudioDecodeError, AudioError
+from audiosim.files import sha256_file
 from audiosim.service.config import ServeConfig
-from audiosim.service.errors import NotFound, UnsupportedMedia, Unprocessable
+from audiosim.service.errors import BadRequest, NotFound, UnknownTag, Unprocessable, UnsupportedMedia
 
 log = logging.getLogger("audiosim.serve")
 
@@ -98,12 +104,11 @@ class ServedCollection:
     """One collection under its URL ``name``: a warm searcher and per-revision metadata."""
 
     def __init__(self, name: str, root: str | Path, *, warm: bool = True) -> None:
-        import audiosim
-
         self.name, self.root = name, Path(root)
         self.searcher = audiosim.open_collection(self.root).searcher()
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._by_content: tuple[int, dict[str, str]] | None = None  # (revision, content sha256 -> file)
         if warm:
             self.warm_up()
 
@@ -112,11 +117,15 @@ class ServedCollection:
         return self.searcher.collection
 
     def warm_up(self) -> None:
-        """Build the embedder and run one query of a second of silence, so the first real request pays no start-up."""
+        """Build the embedder and run one query of a second of faint noise, so the first real request pays no start-up.
+
+        Noise, not zeros: a collection that leaves digital silence out of its pooling refuses an all-zero query.
+        """
         self.searcher.warm()
         sr = int(self.collection.embedder.sample_rate)
         if len(self.searcher):
-            self.searcher.search(waveform=np.zeros(sr, np.float32), sample_rate=sr, k=1)
+            faint = 1e-3 * np.random.default_rng(0).standard_normal(sr).astype(np.float32)
+            self.searcher.search(waveform=faint, sample_rate=sr, k=1)
 
     def snapshot(self) -> Snapshot:
         """Metadata of the revision the searcher serves (reloading it first if another process committed)."""
@@ -154,6 +163,8 @@ class ServedCollection:
         ``path_prefix`` is mapped to the stored paths.
         """
         snapshot = self.snapshot()
+        if filters.tag:
+            self.check_tag(filters.tag)
         if "id" in query:
             ids = query["id"] if isinstance(query["id"], list) else [query["id"]]
             unknown = [i for i in ids if not snapshot.has(int(i))]
@@ -168,12 +179,54 @@ class ServedCollection:
         hits, timing = self.searcher.search_timed(**query, **kwargs)
         return hits, timing, snapshot
 
+    def check_tag(self, tag: str) -> None:
+        """A :class:`BadRequest` (no tags stored) or :class:`UnknownTag` (with suggestions), in words for any client."""
+        cmap = self.collection.class_map
+        if cmap is None:
+            raise BadRequest(f"collection {self.name!r} stores no classifier tags (it was indexed with "
+                             f"{self.collection.embedder.name}); searching by tag needs a collection indexed with "
+                             "yamnet or panns")
+        try:
+            cmap.resolve(tag)
+        except UnknownTagError as e:
+            hint = f"; did you mean {', '.join(repr(n) for n in e.suggestions)}?" if e.suggestions else ""
+            raise UnknownTag(f"unknown tag {tag!r}{hint}. Tags are the classifier's class names (letter case does not "
+                             f"matter); GET /api/collections/{self.name}/tags lists them", suggestions=e.suggestions) from None
+
+    def tags(self, *, min_score: float = COUNT_MIN_SCORE) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
+        """The tags the served revision holds (most frequent first) and every class name; empty without tags."""
+        cmap = self.collection.class_map
+        if cmap is None:
+            return [], ()
+        self.snapshot()
+        items = self.searcher.items
+        if items.tag_ids is None:
+            return [], cmap.names
+        return tag_counts(items.tag_ids, items.tag_scores, cmap.names, min_score=min_score), cmap.names
+
+    def same_file(self, path: str) -> str | None:
+        """The collection file with exactly ``path``'s bytes (by content sha256, checked on disk now), or None."""
+        snap = self.snapshot()
+        with self._lock:
+            if self._by_content is None or self._by_content[0] != snap.revision:
+                items = self.searcher.items
+                by_sha = {}
+                for sha, code in zip(items.content_sha256, items.path_code.tolist()):
+                    if sha:
+                        by_sha.setdefault(sha, items.paths[code])
+                self._by_content = (snap.revision, by_sha)
+            by_sha = self._by_content[1]
+        if not by_sha:
+            return None
+        sha = sha256_file(path)
+        stored = by_sha.get(sha)
+        if stored is None or not os.path.isfile(stored) or os.path.getsize(stored) != os.path.getsize(path):
+            return None
+        return stored if sha256_file(stored) == sha else None  # the file as it is now, not as it was indexed
+
     def search_upload(self, fileobj, filename: str | None, *, filters, start_s=None, end_s=None):
         """:meth:`search` with an uploaded clip, copied to a temporary file so every format ``index`` reads works."""
-        import shutil
 
-        from audiosim.engine.audio import is_audio_path
-        from audiosim.errors import AudioDecodeError, AudioError
 
         suffix = Path(filename or "").suffix.lower()
         suffix = suffix if suffix and is_audio_path(f"x{suffix}") else ".upload"
@@ -182,11 +235,14 @@ class ServedCollection:
             fileobj.seek(0)
             shutil.copyfileobj(fileobj, tmp, 1 << 20)
             tmp.flush()
+            clip = tmp.name
+            if filters.exclude_same_file:  # an upload of a collection file is that file: its own hits are skipped
+                clip = self.same_file(tmp.name) or tmp.name
             try:
-                return self.search(filters=filters, clip=tmp.name, start_s=start_s, end_s=end_s)
+                return self.search(filters=filters, clip=clip, start_s=start_s, end_s=end_s)
             except AudioDecodeError:  # the library's message names the temporary file: say it about the upload
-                raise UnsupportedMedia(f"{shown} is not audio that audiosim can read; send wav, flac, ogg, mp3, "
-                                       "aiff or another format `audiosim index` reads") from None
+                raise UnsupportedMedia(f"{shown} is not audio that audiosim can read; send a recording in wav, flac, "
+                                       "ogg, mp3, aiff or another common audio format") from None
             except AudioError as e:
                 raise Unprocessable(f"{shown}: {str(e).replace(tmp.name, shown)}") from None
 

@@ -8,13 +8,16 @@ Rules checked by :meth:`ServeConfig.check` (each failure is a :class:`ServeConfi
 * collection names are unique and URL-safe (``[A-Za-z0-9._-]``, not starting with a dot);
 * sizes are positive: ``max_upload_mb``, ``workers``, ``queue``, ``queue_wait_s``.
 
-A collection is given as ``DIR`` (named after the folder) or ``NAME=DIR``.
+A collection is given as ``DIR`` (named after the folder) or ``NAME=DIR``. :func:`check_port` tells,
+before the collections load, whether ``--host``/``--port`` can be listened on.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +113,32 @@ class ServeConfig:
             if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
                 raise ServeConfigError(f"--cors {origin!r} is not an origin such as https://example.org (no path)")
         return self
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let it go; a :class:`ServeConfigError` naming ``--port``/``--host`` if that fails.
+
+    Binds as uvicorn will (``SO_REUSEADDR``, so a port left in TIME_WAIT by a stopped server counts as free).
+    A port taken in the moment between this check and uvicorn's own bind still fails there.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ServeConfigError(f"--host {host} is not an address or a name this machine resolves ({e}); "
+                               "use 127.0.0.1 or one of this machine's addresses") from None
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ServeConfigError(f"port {port} on {host} is already in use (another audiosim serve, or another "
+                                   "program): choose a free one with --port N, or stop the program using it") from None
+        if e.errno == errno.EACCES:
+            raise ServeConfigError(f"listening on port {port} needs administrator rights here; "
+                                   "choose --port 1024 or above") from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise ServeConfigError(f"--host {host} is not an address of this machine; use 127.0.0.1 "
+                                   "or one of its own addresses") from None
+        raise ServeConfigError(f"cannot listen on {host} port {port} ({e.strerror or e}); "
+                               "choose another --host or --port") from None

@@ -36,6 +36,9 @@ def base_path(request) -> str:
     return (request.scope.get("root_path") or "").rstrip("/")
 
 
-def item_urls(request, collection: str, item_id: int) -> dict[str, str]:
+def item_urls(request, collection: str, item_id: int, *, start_s: float | None = None,
+              end_s: float | None = None) -> dict[str, str]:
+    """The item's URLs; with ``start_s``/``end_s`` (a region) its audio and picture cover that span of its file."""
     item = f"{base_path(request)}/api/collections/{collection}/items/{item_id}"
-    return {"item_url": item, "audio_url": f"{item}/audio", "spectrogram_url": f"{item}/spectrogram.png"}
+    span = "" if end_s is None else f"?start={round(float(start_s or 0.0), 3)!r}&end={round(float(end_s), 3)!r}"
+    return {"item_url": item, "audio_url": f"{item}/audio{span}", "spectrogram_url": f"{item}/spectrogram.png{span}"}

@@ -10,11 +10,16 @@ a bug: 500 with a generic message (the traceback goes to the server log).
 
 from __future__ import annotations
 
-from audiosim.errors import AudiosimError
-
-
-class ServeConfigError(AudiosimError):
-    """``audiosim serve`` was started with options that do not fit together."""
+from audiosim.errors import (
+    AudioDecodeError,
+    AudioError,
+    AudiosimError,
+    CollectionChangingError,
+    CollectionError,
+    CollectionLockedError,
+    ItemNotFoundError,
+    ServeConfigError,
+)
 
 
 class ApiError(AudiosimError):
@@ -30,6 +35,16 @@ class ApiError(AudiosimError):
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
+
+
+class UnknownTag(ApiError):
+    """A tag that is not one of the collection's class names; ``suggestions`` go into the answer."""
+
+    status, code = 400, "unknown_tag"
+
+    def __init__(self, message: str, *, suggestions=()) -> None:
+        super().__init__(message)
+        self.suggestions = list(suggestions)
 
 
 class Unauthorized(ApiError):
@@ -81,8 +96,6 @@ class Busy(ApiError):
 
 def status_for(error: Exception) -> tuple[int, str]:
     """(HTTP status, code) for an error raised while answering a request."""
-    from audiosim.errors import (AudioDecodeError, AudioError, CollectionChangingError, CollectionError,
-                                 CollectionLockedError, ItemNotFoundError)
 
     if isinstance(error, ApiError):
         return error.status, error.code
@@ -103,5 +116,8 @@ def status_for(error: Exception) -> tuple[int, str]:
     return 500, "internal"
 
 
-def error_body(status: int, code: str, message: str) -> dict:
-    return {"error": {"status": status, "code": code, "message": message}}
+def error_body(status: int, code: str, message: str, *, suggestions: list[str] | None = None) -> dict:
+    body = {"status": status, "code": code, "message": message}
+    if suggestions is not None:
+        body["suggestions"] = suggestions
+    return {"error": body}

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from audiosim.errors import AudiosimError
+
 STATES = ("queued", "running", "done", "failed")
 
 
@@ -82,8 +84,6 @@ class JobRegistry:
                 self._jobs[job_id] = replace(job, progress={**job.progress, **fields})
 
     def _run(self, job_id: str, fn: Callable[[Callable[..., None]], dict]) -> None:
-        from audiosim.errors import AudiosimError
-
         self._update(job_id, state="running", started=time.time())
         try:
             result = fn(lambda **fields: self._report(job_id, **fields))

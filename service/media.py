@@ -16,6 +16,11 @@ Spectrograms (``GET .../items/{id}/spectrogram.png``): a log-mel picture (magma 
 frequencies at the bottom, 80 dB range) of the item's audio, ``width`` x ``height`` pixels, kept in
 an LRU cache bounded in entries and keyed by item id and content hash (ids are never reused).
 
+Both routes take an optional span, ``start`` and ``end`` in seconds of the item's file (as a region
+hit's ``offset_s``/``end_s`` give them): the answer then covers exactly ``[start, end)`` of the file,
+as an encoded WAV and a picture of that span, at most :data:`MAX_SPAN_S` long. Region hits carry
+URLs with their span, so a player and a picture cover the whole region, not its best segment.
+
 A file that has gone from disk since it was indexed raises :class:`Gone` (410).
 """
 
@@ -28,6 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from audiosim.engine.audio.decode import header_duration as file_duration  # noqa: F401  (the routes' name)
+from audiosim.engine.audio.decode import read_span as _read_span
+from audiosim.engine.audio.decode import resample, to_mono_float
+from audiosim.errors import AudioDecodeError
 from audiosim.service.errors import Gone
 
 BROWSER_TYPES = {
@@ -87,34 +96,16 @@ def serves_original(path: Path, *, segment: bool) -> bool:
     return not segment and path.suffix.lower() in BROWSER_TYPES
 
 
+MAX_SPAN_S = 600.0  # the longest span (start/end) the item routes encode or draw in one answer
+
+
 def read_span(path: Path, *, offset_s: float = 0.0, duration_s: float | None = None) -> tuple[np.ndarray, int]:
-    """Samples ``[n, channels]`` float32 of ``[offset_s, offset_s + duration_s)`` at the file's own rate."""
-    import soundfile as sf
-
-    from audiosim.errors import AudioDecodeError
-
+    """Samples ``[n, channels]`` float32 of a span at the file's own rate, decoded by the library
+    (:func:`audiosim.engine.audio.decode.read_span`: ingest's size and duration limits hold)."""
     try:
-        with sf.SoundFile(str(path)) as f:
-            sr = int(f.samplerate)
-            start = min(int(round(offset_s * sr)), f.frames)
-            frames = -1 if duration_s is None else int(round(duration_s * sr))
-            f.seek(start)
-            data = f.read(frames=frames, dtype="float32", always_2d=True)
-        return data, sr
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-        pass
-    try:  # formats libsndfile does not read go through audioread, as ingest does
-        import warnings
-
-        import librosa
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            y, sr = librosa.load(str(path), sr=None, mono=False, offset=offset_s, duration=duration_s, dtype=np.float32)
-    except Exception as e:  # audioread raises many unrelated types
-        raise AudioDecodeError(f"cannot decode {path.name} to serve it: {e}") from e
-    y = y.T if y.ndim > 1 else y[:, None]
-    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+        return _read_span(path, offset_s=offset_s, duration_s=duration_s)
+    except AudioDecodeError as e:
+        raise AudioDecodeError(f"cannot decode {Path(path).name} to serve it: {str(e).split(': ', 1)[-1]}") from e
 
 
 def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -149,6 +140,4 @@ def spectrogram_png(wave: np.ndarray, sample_rate: int, *, width: int = 320, hei
 
 
 def mono_at(samples: np.ndarray, sample_rate: int, target_sr: int) -> np.ndarray:
-    from audiosim.engine.audio import resample, to_mono_float
-
     return resample(to_mono_float(samples, nan_policy="zero"), orig_sr=sample_rate, target_sr=target_sr)

@@ -2,25 +2,30 @@
 
 A search is one of: an uploaded clip (multipart field ``file`` plus the :class:`UploadSearchForm`
 fields), or a JSON :class:`SearchRequest` with exactly one of ``id`` (more like this), ``ids``
-(a batch of item ids), ``vector`` (one query vector) or ``vectors`` (a batch). Filters are the
+(a batch of item ids), ``vector`` (one query vector) or ``vectors`` (a batch), or with none of
+them and a ``tag`` (the collection ranked by that classifier tag's score). Filters are the
 Python API's: ``label`` (one or several), ``path_prefix`` (relative to the indexed folder, as
 hit paths are shown), ``min_duration_s`` / ``max_duration_s``, ``exclude_same_file``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_K = 1000
 MAX_BATCH = 256
+MAX_ID = 2**62  # item ids stay far inside int64 (the store's MAX_ID): a larger one is a 422, not an OverflowError
+ItemIdField = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class ErrorDetail(BaseModel):
     status: int
-    code: str = Field(description="stable machine-readable code: not_found, too_large, unsupported_media, busy, ...")
+    code: str = Field(description="stable machine-readable code: not_found, too_large, unsupported_media, busy, "
+                                  "unknown_tag, ...")
     message: str = Field(description="what went wrong and how to fix it")
+    suggestions: list[str] | None = Field(None, description="unknown_tag: the class names closest to the one given")
 
 
 class ErrorResponse(BaseModel):
@@ -28,14 +33,16 @@ class ErrorResponse(BaseModel):
 
 
 class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # nan/inf in any number: 422
 
     k: int = Field(10, ge=1, le=MAX_K, description="number of hits per query")
     label: list[str] | None = Field(None, description="keep only items with one of these labels")
     path_prefix: str | None = Field(None, description="keep only items whose path (relative to the indexed folder) starts with this")
     min_duration_s: float | None = Field(None, ge=0)
     max_duration_s: float | None = Field(None, ge=0)
-    exclude_same_file: bool = Field(False, description="drop hits from the query item's own file (id searches)")
+    exclude_same_file: bool = Field(False, description="drop hits from the query's own file: the item's file (id "
+                                                       "searches), or the collection file an upload is a copy of "
+                                                       "(same bytes)")
     tag: str | None = Field(None, description="keep only items carrying this classifier tag (an AudioSet class name; "
                                               "collections made with yamnet or panns)")
     group: Literal["region", "file", "none"] | None = Field(
@@ -75,25 +82,30 @@ class UploadSearchForm(Filters):
         return self
 
 
-class SearchRequest(Filters):
-    """A JSON search: exactly one of ``id``, ``ids``, ``vector``, ``vectors``."""
+QUERY_KINDS = ("id", "ids", "vector", "vectors", "text")
 
-    id: int | None = Field(None, ge=0, description="search by an item's stored vector (more like this)")
-    ids: list[int] | None = Field(None, min_length=1, max_length=MAX_BATCH, description="a batch of item ids")
+
+class SearchRequest(Filters):
+    """A JSON search: exactly one of ``id``, ``ids``, ``vector``, ``vectors``, ``text``; or none and a ``tag`` (rank by the tag)."""
+
+    id: int | None = Field(None, ge=0, le=MAX_ID, description="search by an item's stored vector (more like this)")
+    ids: list[ItemIdField] | None = Field(None, min_length=1, max_length=MAX_BATCH, description="a batch of item ids")
     vector: list[float] | None = Field(None, min_length=1, description="one query vector of the collection's dim")
     vectors: list[list[float]] | None = Field(None, min_length=1, max_length=MAX_BATCH, description="a batch of vectors")
+    text: str | None = Field(None, min_length=1, max_length=1000, pattern=r"\S",
+                             description="describe the sound, e.g. 'a dog barking' (collections embedded by CLAP)")
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        given = [n for n in ("id", "ids", "vector", "vectors") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of id, ids, vector, vectors "
-                             "(or upload a clip as multipart/form-data field 'file')")
+        given = [n for n in QUERY_KINDS if getattr(self, n) is not None]
+        if len(given) > 1 or (not given and not self.tag):
+            raise ValueError("give exactly one of id, ids, vector, vectors, text, or a tag alone to rank the collection by "
+                             "that classifier tag (or upload a clip as multipart/form-data field 'file')")
         return self
 
     @property
     def kind(self) -> str:
-        return next(n for n in ("id", "ids", "vector", "vectors") if getattr(self, n) is not None)
+        return next((n for n in QUERY_KINDS if getattr(self, n) is not None), "tag")
 
 
 class TagOut(BaseModel):
@@ -129,9 +141,11 @@ class Timing(BaseModel):
 
 
 class QueryOut(BaseModel):
-    kind: Literal["upload", "id", "ids", "vector", "vectors"]
+    kind: Literal["upload", "id", "ids", "vector", "vectors", "text", "tag"]
     id: int | None = None
     ids: list[int] | None = None
+    text: str | None = Field(None, description="a text search: the description searched for")
+    tag: str | None = Field(None, description="a tag-only search: the tag the collection was ranked by")
     file_name: str | None = None
     start_s: float | None = None
     end_s: float | None = None
@@ -191,6 +205,19 @@ class CollectionInfo(BaseModel):
     sources: list[str] = Field(description="names of the folders the collection was indexed from")
 
 
+class TagCount(BaseModel):
+    name: str
+    count: int = Field(description="vectors holding this tag among their stored tags at min_score or above")
+
+
+class TagList(BaseModel):
+    collection: str
+    tagged: bool = Field(description="whether the collection stores classifier tags (indexed with yamnet or panns)")
+    min_score: float
+    tags: list[TagCount] = Field(description="the tags the collection holds, most frequent first")
+    classes: list[str] = Field(description="every class name of the collection's classifier: the tags one can search")
+
+
 class ItemOut(BaseModel):
     id: int
     path: str
@@ -217,7 +244,9 @@ class IndexRequest(BaseModel):
 
     folder: str = Field(description="folder to index: under the server's --root (absolute, or relative to it)")
     prune: bool = Field(False, description="drop the collection's files under this folder that no longer exist")
-    label_from: Literal["parent", "none"] = "parent"
+    label_from: Literal["parent", "none"] | None = Field(
+        None, description="labels of new files: 'parent' (the folder above each file), 'none'; "
+                          "omitted: what earlier runs of this folder recorded, else 'parent'")
 
 
 class JobOut(BaseModel):

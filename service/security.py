@@ -7,6 +7,9 @@
 * :class:`UploadLimitMiddleware`: a request body above ``max_bytes`` is refused with 413 before
   the multipart parser sees it, from ``Content-Length`` when given and by counting the streamed
   bytes otherwise.
+* :class:`SameOriginPagesMiddleware`: the HTML pages (``/``, ``/docs``, ``/redoc``) carry a
+  Content-Security-Policy that lets them load only from this server, so the browser makes no
+  request to another host (ReDoc's "by Redocly" logo would come from a CDN).
 * :func:`folder_under_root`: a folder an index job may read: it must resolve (symlinks followed)
   to ``root`` or a folder below it. Audio is never served by a client-given path at all: only by
   item id, from the path the collection recorded.
@@ -19,6 +22,7 @@ import json
 import os
 from pathlib import Path
 
+from audiosim.files import is_under
 from audiosim.service.errors import Forbidden, PayloadTooLarge, Unauthorized, error_body
 
 TOKEN_COOKIE = "audiosim_token"
@@ -39,6 +43,20 @@ def check_token(expected: str | None, authorization: str | None, cookie: str | N
         raise Unauthorized("this server needs a token: send 'Authorization: Bearer TOKEN'")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("the token is not valid for this server")
+
+
+def served_file_allowed(path: str, root: Path | None) -> None:
+    """:class:`Forbidden` when ``path`` lies under ``root`` but is a symbolic link to a file outside it.
+
+    An index job never reads such a file (it scans with ``within=root``); this keeps one indexed
+    before (or by a local ``audiosim index``) from being served out of a write-enabled server's tree.
+    """
+    if root is None:
+        return
+    base = str(Path(root).resolve())
+    if is_under(str(path), base) and not is_under(os.path.realpath(path), base):
+        raise Forbidden(f"{Path(path).name} is a symbolic link to a file outside the folder this server may read "
+                        "(--root); it is not served. Replace the link by the file itself")
 
 
 def folder_under_root(folder: str, root: Path) -> Path:
@@ -108,3 +126,30 @@ async def _send_json(send, status: int, message: str, code: str = "too_large") -
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+SAME_ORIGIN_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                   "img-src 'self' data: blob:; media-src 'self' blob:; font-src 'self' data:; "
+                   "worker-src 'self' blob:; connect-src 'self'")
+
+
+class SameOriginPagesMiddleware:
+    """Adds :data:`SAME_ORIGIN_CSP` to the answers of ``paths`` (a pure ASGI middleware: API requests pass untouched)."""
+
+    def __init__(self, app, *, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"content-security-policy", SAME_ORIGIN_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)

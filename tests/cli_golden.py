@@ -60,7 +60,7 @@ def capture(folder: Path, work: Path) -> dict:
 if __name__ == "__main__":  # regenerate: python tests/cli_golden.py (only when an output change is intended)
     import tempfile
 
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d) / "demo"

@@ -80,7 +80,7 @@ def subframe_clip(rng) -> np.ndarray:
 @pytest.fixture
 def demo_folder(tmp_path_factory) -> Path:
     """A folder of labelled synthetic sounds in mixed formats, rates and channel counts."""
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     d = tmp_path_factory.mktemp("demo")
     write_demo_folder(d, per_kind=4, seed=7)

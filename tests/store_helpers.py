@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosim.engine.store import Collection, embedding_matrix
+from audiosim.engine.store.store import CollectionStore, embedding_matrix
 
 
 def cli():
@@ -62,7 +62,7 @@ if point in ("replace-before", "replace-after"):
             hit()
     os.replace = replace
 elif point == "gc":
-    import audiosim.engine.store as store
+    import audiosim.engine.store.store as store
     real_remove = store._remove
     def remove(f):
         hit()
@@ -93,7 +93,7 @@ def fault_events(proc: subprocess.CompletedProcess) -> int:
 
 def vectors_by_path(root) -> dict[str, np.ndarray]:
     """{path: stored vector} of a one-vector-per-file collection, asserting every file and id appears once."""
-    c = Collection.open(root)
+    c = CollectionStore.open(root)
     t = c.read_table(["path", "embedding"])
     ids, paths = t["id"].to_numpy(), t["path"].to_pylist()
     assert np.unique(ids).size == ids.size, "duplicate ids"
@@ -102,7 +102,7 @@ def vectors_by_path(root) -> dict[str, np.ndarray]:
 
 
 def labels_by_path(root) -> dict[str, str | None]:
-    t = Collection.open(root).read_table(["path", "label"])
+    t = CollectionStore.open(root).read_table(["path", "label"])
     return dict(zip(t["path"].to_pylist(), t["label"].to_pylist()))
 
 

@@ -118,7 +118,10 @@ def test_run_novelty_writes_results_and_report(tmp_path, monkeypatch, rng):
         calls.append((embedder, pooling, weights))
         return esc, (centers[esc.targets] + rng.standard_normal((40, 16))).astype(np.float32)
 
+    import audiosim.eval.novelty as novelty_mod
+
     monkeypatch.setattr(bench, "esc50_vectors", fake_vectors)
+    monkeypatch.setattr(novelty_mod, "esc50_vectors", fake_vectors)  # novelty looks it up by the name it imported
     out = tmp_path / "nov"
     res = run_novelty(NoveltyConfig(out=str(out), embedders=("a", "b"), poolings=("mu", "l2mean"),
                                     scorers=("mahalanobis", "knn:k=3"), weights={"a": "/w"}, progress=False))

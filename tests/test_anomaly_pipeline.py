@@ -13,7 +13,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from audiosim.cli import main
-from audiosim.engine.synth import machine_hum, tone
+from audiosim.engine.audio.synth import machine_hum, tone
 from audiosim.errors import DatasetError
 from audiosim.eval.dcase import DcaseConfig, run_dcase_eval, scan_dcase
 
@@ -110,7 +110,7 @@ def collection(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("scorer", ["mahalanobis", "knn"])
 def test_cli_fit_score_round_trip(collection, scorer):
-    from audiosim.engine.store import Collection
+    from audiosim.engine.store.store import CollectionStore
     from audiosim.anomaly.scorers import load_scorer, make_scorer
 
     coll_dir, queries = collection
@@ -121,7 +121,7 @@ def test_cli_fit_score_round_trip(collection, scorer):
     fitted = json.loads(res.output)
     assert fitted["n_train"] == 12 and fitted["where"] == {"label": ["normal"]}
     # The saved model equals a model fitted here on the same stored vectors.
-    coll = Collection.open(coll_dir)
+    coll = CollectionStore.open(coll_dir)
     ids, X = coll.embeddings()
     labels = {r["id"]: r["label"] for r in coll.records(("label",))}
     Xn = X[[labels[int(i)] == "normal" for i in ids]]
@@ -197,7 +197,7 @@ def test_real_pump_clips_smoke(tmp_path):
     anomaly = Path(base) / "anomaly_id_06_00000100.wav"
     if not (normal.is_file() and anomaly.is_file()):
         pytest.skip(f"{base} lacks normal_id_06_00000933.wav / anomaly_id_06_00000100.wav")
-    from audiosim.engine.audio import load_audio
+    from audiosim.engine.audio.decode import load_audio
 
     x = load_audio(normal, sample_rate=SR)
     a = load_audio(anomaly, sample_rate=SR)

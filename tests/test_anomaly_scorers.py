@@ -449,3 +449,25 @@ def test_intact_and_format_1_models_still_load(tmp_path, rng):
         t, _ = load_scorer(d)
         Q = rng.standard_normal((5, 8))
         np.testing.assert_array_equal(s.anomaly_score(Q), t.anomaly_score(Q))
+
+
+@pytest.mark.parametrize("kind", [["knn"], {"knn": 1}, ["mahalanobis", "knn"]])
+def test_a_scorer_json_whose_kind_is_a_list_is_a_typed_error(tmp_path, rng, kind):
+    """Issue 18: a ``kind`` that is a list (unhashable) raised TypeError, a traceback in ``anomaly score``."""
+    d, meta, _, _, _ = _models(tmp_path, rng)[1]
+    (d / "scorer.json").write_text(json.dumps({**meta, "kind": kind}))
+    with pytest.raises(AnomalyModelError, match="fit it again"):
+        load_scorer(d)
+
+
+def test_pca_beyond_the_dimensions_is_an_error_and_beyond_the_vectors_a_warning(rng):
+    """Issue 18: ``anomaly fit --pca 100000`` was silently capped."""
+    X = rng.standard_normal((30, 8))
+    with pytest.raises(AnomalyModelError, match="pca=100000.*8 dimensions"):
+        make_scorer("mahalanobis:covariance=ledoitwolf,pca=100000").fit(X)
+    with pytest.warns(DegenerateFitWarning, match="pca=8"):
+        s = make_scorer("knn:k=3,pca=8").fit(X[:6])  # 6 vectors hold at most 6 components
+    assert any("pca" in w for w in s.warnings_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_scorer("knn:k=3,pca=4").fit(X)  # a sound request: not a word

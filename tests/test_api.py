@@ -26,7 +26,7 @@ KINDS = ("tone", "chirp", "noise", "clicks", "hum")
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     base = tmp_path_factory.mktemp("api")
     folder = base / "sounds"

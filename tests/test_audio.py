@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosim.engine import audio as audio_mod
-from audiosim.engine.audio import HashingReader, StreamResampler, load_audio, load_audio_hashed, open_audio, to_mono_float
+from audiosim.engine.audio import decode as audio_mod
+from audiosim.engine.audio.decode import HashingReader, StreamResampler, load_audio, load_audio_hashed, open_audio, to_mono_float
 from audiosim.errors import AudioDecodeError, AudioError, AudiosimError, EmptyAudioError, NonFiniteAudioError
 from audiosim.files import sha256_file
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from audiosim.engine import synth
+from audiosim.engine.audio import synth
 from audiosim.errors import DatasetError
 from audiosim.eval import bench as B
 from audiosim.eval import esc50_cache as C
@@ -154,9 +154,9 @@ def test_download_checks_the_content_and_unpacks_atomically(fake_esc50, tmp_path
 
 # --------------------------------------------------------------------------- embedding cache
 def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, monkeypatch):
-    from audiosim.engine.embedders import get_embedder
-    from audiosim.engine.pooling import PoolingSpec
-    from audiosim.engine.search import embed_file
+    from audiosim.engine.models.embedders import get_embedder
+    from audiosim.engine.models.pooling import PoolingSpec
+    from audiosim.engine.search.searcher import embed_file
 
     esc, X = C.esc50_vectors(embedder="logmel", pooling="mu+sigma", esc50=str(fake_esc50), cache=str(bench_cache),
                              progress=False)
@@ -166,7 +166,7 @@ def test_vectors_are_cached_and_equal_direct_embedding(fake_esc50, bench_cache, 
     np.testing.assert_allclose(X[7], direct, rtol=1e-5, atol=1e-6)
 
     calls = []
-    from audiosim.engine.mappers import EmbedMapper
+    from audiosim.engine.ingest.mappers import EmbedMapper
 
     real_map = EmbedMapper.__call__
     monkeypatch.setattr(EmbedMapper, "__call__", lambda self, d: calls.append(1) or real_map(self, d))  # one per clip
@@ -192,7 +192,7 @@ def test_only_a_changed_clip_is_re_embedded(fake_esc50, tmp_path, monkeypatch):
     sf.write(str(target), synth.noise(duration_s=1.2, color="pink", rng=np.random.default_rng(9)), SR,
              format=sf.info(str(target)).format, subtype=sf.info(str(target)).subtype)
     calls = []
-    from audiosim.engine.mappers import EmbedMapper
+    from audiosim.engine.ingest.mappers import EmbedMapper
 
     real_map = EmbedMapper.__call__
     monkeypatch.setattr(EmbedMapper, "__call__", lambda self, d: calls.append(1) or real_map(self, d))  # one per clip
@@ -211,7 +211,7 @@ def test_variants_expand_all_and_canonicalise():
 
 
 def test_run_benchmark_end_to_end(fake_esc50, bench_cache, tmp_path):
-    from audiosim.engine.library import Collection
+    from audiosim.engine.search.library import Collection
 
     out = tmp_path / "run"
     cfg = B.BenchConfig(embedder="logmel", out=str(out), poolings=("mu",), postprocess=(None, "center+whiten:16"),
@@ -273,8 +273,8 @@ def test_bench_and_compare_commands(fake_esc50, bench_cache, tmp_path):
 
 # --------------------------------------------------------------------------- the real ESC-50
 def test_real_esc50_metadata_and_a_few_clips(esc50_root):
-    from audiosim.engine.audio import load_audio
-    from audiosim.engine.embedders import get_embedder
+    from audiosim.engine.audio.decode import load_audio
+    from audiosim.engine.models.embedders import get_embedder
 
     esc = load_esc50(esc50_root)
     assert len(esc) == 2000

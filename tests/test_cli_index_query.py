@@ -13,9 +13,10 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from audiosim.cli import main
-from audiosim.engine.embedders import get_embedder
-from audiosim.engine.ingest import index_folder, scan_folder
-from audiosim.engine.store import Collection
+from audiosim.engine.models.embedders import get_embedder
+from audiosim.engine.ingest.indexer import index_folder
+from audiosim.engine.audio.scan import scan_folder
+from audiosim.engine.store.store import CollectionStore
 from audiosim.errors import WeightsNotFoundError
 
 
@@ -36,11 +37,11 @@ def test_index_then_query_ranks_same_kind_first(demo_folder, tmp_path):
     summary = index_json(demo_folder, coll)
     assert summary["embedded"] == 20 and summary["failed"] == 0 and summary["vectors"] == 20
     hits = json.loads(run("query", demo_folder / "chirp" / "chirp_00.wav", "--collection", coll, "-k", "4", "--json").output)
-    results = hits["results"]
+    results = hits["queries"][0]["results"]
     assert results[0]["path"].endswith("chirp_00.wav") and results[0]["score"] == pytest.approx(1.0, abs=1e-5)
     for kind in ("tone", "chirp", "noise", "clicks", "hum"):
         q = sorted((demo_folder / kind).iterdir())[1]
-        res = json.loads(run("query", q, "--collection", coll, "-k", "4", "--json").output)["results"]
+        res = json.loads(run("query", q, "--collection", coll, "-k", "4", "--json").output)["queries"][0]["results"]
         assert [h["label"] for h in res[:3]] == [kind] * 3, (kind, res)
     text = run("query", demo_folder / "hum" / "hum_02.ogg", "--collection", coll, "-k", "3").output
     assert "rank" in text and "hum_02.ogg" in text.splitlines()[1]
@@ -59,13 +60,13 @@ def test_second_run_embeds_nothing_changed_file_reembedded_and_prune(demo_folder
     assert again["embedded"] == 0 and again["unchanged"] == 20 and again["vectors"] == 20
     # change one file, delete another
     target = folder / "tone" / "tone_00.wav"
-    sf.write(target, np.zeros(8000, np.float32), 16000)
+    sf.write(target, (0.3 * np.sin(2 * np.pi * 1234 * np.arange(8000) / 16000)).astype(np.float32), 16000)
     (folder / "noise" / "noise_00.wav").unlink()
     third = index_json(folder, coll)
     assert third["changed"] == 1 and third["embedded"] == 1 and third["vectors"] == 20  # deleted kept without --prune
     fourth = index_json(folder, coll, "--prune")
     assert fourth["pruned_files"] == 1 and fourth["vectors"] == 19
-    paths = [r["path"] for r in Collection.open(coll).records(("path",))]
+    paths = [r["path"] for r in CollectionStore.open(coll).records(("path",))]
     assert len(paths) == len(set(paths)) == 19 and str(target) in paths
 
 
@@ -81,16 +82,16 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(demo_folder, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         index_folder(demo_folder, tmp_path / "c", embedder="logmel", pooling="mu+sigma", flush_every=3,
                      on_file=crash_after_eight)
-    partial = Collection.open(tmp_path / "c")
+    partial = CollectionStore.open(tmp_path / "c")
     assert len(partial) == 6  # two flushes of three committed; the in-flight batch was lost
     report = index_folder(demo_folder, tmp_path / "c", flush_every=3)  # options come from the collection
     assert report.unchanged == 6 and report.embedded == 14
-    final = Collection.open(tmp_path / "c")
+    final = CollectionStore.open(tmp_path / "c")
     paths = [r["path"] for r in final.records(("path",))]
     assert sorted(paths) == sorted(i.path for i in items)  # every file once
     # vectors equal a clean single run
     index_folder(demo_folder, tmp_path / "clean", embedder="logmel", pooling="mu+sigma")
-    clean = Collection.open(tmp_path / "clean")
+    clean = CollectionStore.open(tmp_path / "clean")
     by_path = lambda c: {r["path"]: r["id"] for r in c.records(("path",))}  # noqa: E731
     a_ids, a = final.embeddings()
     b_ids, b = clean.embeddings()
@@ -122,13 +123,14 @@ def test_bad_files_are_reported_and_good_files_present(tmp_path):
     coll = tmp_path / "coll"
     summary = index_json(folder, coll)
     failed = {Path(f["path"]).name: f["error"] for f in summary["failures"]}
-    assert failed == {"empty.wav": "AudioDecodeError", "notes.wav": "AudioDecodeError", "nan.wav": "NonFiniteAudioError"}
-    stored = sorted(Path(r["path"]).name for r in Collection.open(coll).records(("path",)))
-    assert stored == ["good.flac", "good.wav", "tiny_10ms.wav", "truncated.wav", "zeros.wav"]
+    assert failed == {"empty.wav": "AudioDecodeError", "notes.wav": "AudioDecodeError", "nan.wav": "NonFiniteAudioError",
+                      "zeros.wav": "SilentAudioError"}  # silence is left out by default: nothing to index
+    stored = sorted(Path(r["path"]).name for r in CollectionStore.open(coll).records(("path",)))
+    assert stored == ["good.flac", "good.wav", "tiny_10ms.wav", "truncated.wav"]
     lines = [json.loads(x) for x in (coll / "errors.jsonl").read_text().splitlines()]
     assert sorted(Path(x["path"]).name for x in lines) == sorted(failed)
     text = run("index", folder, "--collection", coll, "--embedder", "logmel", "--quiet").output
-    assert "3 failed" in text and "notes.wav" in text
+    assert "4 failed" in text and "notes.wav" in text
 
 
 def test_missing_weights_error_names_the_ways_and_never_falls_back(tmp_path, monkeypatch, demo_folder):
@@ -158,7 +160,7 @@ def test_yamnet_cli_end_to_end_with_real_weights(demo_folder, tmp_path, yamnet_t
     r = run("index", demo_folder, "--collection", coll, "--embedder", "yamnet", "--weights", yamnet_tflite, "--json", "--quiet")
     assert json.loads(r.output)["embedded"] == 20
     res = json.loads(run("query", demo_folder / "clicks" / "clicks_01.flac", "--collection", coll, "-k", "4", "--json").output)
-    assert [h["label"] for h in res["results"][:3]] == ["clicks"] * 3
+    assert [h["label"] for h in res["queries"][0]["results"][:3]] == ["clicks"] * 3
 
 
 def test_labels_from_csv_match_by_stem(demo_folder, tmp_path):
@@ -166,7 +168,7 @@ def test_labels_from_csv_match_by_stem(demo_folder, tmp_path):
     table.write_text("filename,category\nchirp_00.wav,sweep\nhum_01.wav,motor\nmissing.wav,nothing\n")
     coll = tmp_path / "c"
     index_json(demo_folder, coll, "--labels", table, "--label-column", "category")
-    labels = {Path(r["path"]).name: r["label"] for r in Collection.open(coll).records(("path", "label"))}
+    labels = {Path(r["path"]).name: r["label"] for r in CollectionStore.open(coll).records(("path", "label"))}
     assert labels["chirp_00.wav"] == "sweep" and labels["hum_01.flac"] == "motor" and labels["tone_00.wav"] == "tone"
     r = run("index", demo_folder, "--collection", tmp_path / "d", "--embedder", "logmel", "--labels", table, ok=False)
     assert r.exit_code == 2 and "'label' column" in r.output
@@ -179,7 +181,7 @@ def test_labels_given_later_relabel_without_reembedding(demo_folder, tmp_path):
     table.write_text("path,label\nchirp_00.wav,sweep\n")
     again = index_json(demo_folder, coll, "--label-from", "none", "--labels", table)
     assert again["embedded"] == 0 and again["relabelled"] == 1
-    labels = {Path(r["path"]).name: r["label"] for r in Collection.open(coll).records(("path", "label"))}
+    labels = {Path(r["path"]).name: r["label"] for r in CollectionStore.open(coll).records(("path", "label"))}
     assert labels["chirp_00.wav"] == "sweep" and labels["tone_00.wav"] is None
 
 
@@ -189,7 +191,7 @@ def test_approximate_index_kind_is_recorded_and_used(demo_folder, tmp_path):
     info = json.loads(run("info", "--collection", coll, "--json").output)["index"]
     assert info["kind"] == "hnsw" and info["fresh"] and info["sidecar"]["kind"] == "hnsw"
     res = json.loads(run("query", demo_folder / "hum" / "hum_01.flac", "--collection", coll, "-k", "3", "--json").output)
-    assert res["results"][0]["path"].endswith("hum_01.flac")
+    assert res["queries"][0]["results"][0]["path"].endswith("hum_01.flac")
     index_json(demo_folder, coll, "--index-kind", "flat")  # switching kinds rebuilds
     info = json.loads(run("info", "--collection", coll, "--json").output)["index"]
     assert info["kind"] == "flat" and info["sidecar"]["kind"] == "flat"

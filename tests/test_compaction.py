@@ -22,11 +22,11 @@ from click.testing import CliRunner
 
 from audiosim.cli import main
 from audiosim.commands.compact import compact_cmd
-from audiosim.engine.compaction import AUTO_COMPACT_PARTS, compact, compact_collection, plan_compaction
-from audiosim.engine.ingest import index_folder
-from audiosim.engine.manifest import PartRecord
-from audiosim.engine.library import Collection
-from audiosim.engine.store import Rows
+from audiosim.engine.store.compaction import AUTO_COMPACT_PARTS, compact, compact_collection, plan_compaction
+from audiosim.engine.ingest.indexer import index_folder
+from audiosim.engine.store.manifest import PartRecord
+from audiosim.engine.search.library import Collection
+from audiosim.engine.store.store import Rows
 from audiosim.files import sha256_file
 
 EMB = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": 8, "window_s": 1.0, "hop_s": 0.5, "weights_sha256": "cd" * 32}
@@ -71,7 +71,7 @@ def test_compaction_keeps_every_row_and_the_index(demo_folder, tmp_path):
     with coll.writer() as w:  # gaps in the id ranges, and a relabel to None
         w.delete([3, 4, 40])
         w.set_labels({10: None})
-        from audiosim.engine.indexing import ensure_index
+        from audiosim.engine.store.indexing import ensure_index
 
         ensure_index(w)
     coll.refresh()
@@ -143,7 +143,8 @@ def test_index_folder_compacts_past_the_threshold_and_the_cli(demo_folder, tmp_p
     before = snapshot(coll)
     again = index_folder(demo_folder, root)
     assert again.embedded == 0 and again.compaction["parts_before"] == 33 and again.parts == 1
-    assert len(list((root / "parts").iterdir())) == 1  # the index commit removed the merged parts' files
+    assert len(list((root / "parts").glob("*.parquet"))) == 1  # the index commit removed the merged parts' files
+    assert len(list((root / "parts").glob("*.vec"))) == 1  # and their vector files
     coll.refresh()
     assert snapshot(coll) == before and coll.manifest.index_fresh
     out = CliRunner().invoke(compact_cmd, ["--collection", str(root)], catch_exceptions=False)
@@ -165,7 +166,7 @@ def test_interrupted_compaction_changes_nothing(tmp_path, rng, monkeypatch):
             w.append(toy_rows(4, rng, start))
     before, manifest = snapshot(coll), coll.manifest
 
-    from audiosim.engine.store import CollectionWriter
+    from audiosim.engine.store.store import CollectionWriter
 
     def killed(self, *a, **k):
         raise KeyboardInterrupt
@@ -176,8 +177,20 @@ def test_interrupted_compaction_changes_nothing(tmp_path, rng, monkeypatch):
     monkeypatch.undo()
     coll.refresh()
     assert coll.manifest == manifest and snapshot(coll) == before
-    on_disk = {f.name for f in (coll.root / "parts").iterdir()}
+    on_disk = {f.name for f in (coll.root / "parts").glob("*.parquet")}
     assert len(on_disk) == len(manifest.parts) + 1  # the merged part, written but never named
+    assert len(list((coll.root / "parts").glob("*.vec"))) == len(manifest.parts) + 1  # with its vector file
     with coll.writer() as w:
         w.append(toy_rows(1, rng, 100))  # any commit cleans up
-    assert {f.name for f in (coll.root / "parts").iterdir()} == {p.name.split("/")[1] for p in coll.manifest.parts}
+    assert {f.name for f in (coll.root / "parts").glob("*.parquet")} == {p.name.split("/")[1] for p in coll.manifest.parts}
+    assert {f.name for f in (coll.root / "parts").glob("*.vec")} == {
+        p.name.split("/")[1].replace(".parquet", ".vec") for p in coll.manifest.parts}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0, -5, "big"])
+def test_a_target_size_that_is_not_a_positive_number_is_a_clear_error(bad):
+    """Issue 18: ``compact --target-mb nan`` / ``inf`` was a traceback (int() of nan/inf); the library refuses too."""
+    from audiosim.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match="target_bytes"):
+        plan_compaction([], target_bytes=bad)

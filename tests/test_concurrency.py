@@ -41,7 +41,7 @@ READER = r'''
 import sys, time, traceback
 from pathlib import Path
 import numpy as np
-from audiosim.engine.search import Searcher
+from audiosim.engine.search.searcher import Searcher
 coll, stop, out, clip = sys.argv[1:5]
 rng = np.random.default_rng(0)
 n, revisions = 0, set()
@@ -68,7 +68,7 @@ Path(out).write_text("OK %d %d" % (n, len(revisions)))
 
 # ---------------------------------------------------------------------- fixtures
 def _folders(base: Path) -> dict[str, Path]:
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     out = {}
     for name, per_kind, seed in (("A", 2, 7), ("B", 2, 8), ("C", 1, 9)):
@@ -80,7 +80,7 @@ def _folders(base: Path) -> dict[str, Path]:
 
 def _reference(base: Path, folders: dict[str, Path]) -> dict[str, np.ndarray]:
     """{path: vector} of one clean in-process run over every folder."""
-    from audiosim.engine.ingest import index_folder
+    from audiosim.engine.ingest.indexer import index_folder
 
     ref = base / "reference"
     if not ref.exists():
@@ -114,7 +114,7 @@ def writer_trial(base: Path, folders: dict[str, Path], reference: dict[str, np.n
     Trials with query loops run a ``Searcher`` loop in another process for the whole trial and
     ``audiosim query`` (at most ``max_queries`` times) while the writers run.
     """
-    from audiosim.engine.ingest import index_folder
+    from audiosim.engine.ingest.indexer import index_folder
 
     fresh, names, waits, query_loop = TRIALS[trial % len(TRIALS)]
     rng = np.random.default_rng(trial)
@@ -148,7 +148,7 @@ def writer_trial(base: Path, folders: dict[str, Path], reference: dict[str, np.n
     while query_loop and any(w.poll() is None for w in writers) and (max_queries is None or queries < max_queries):
         q = run(audiosim("query", clip, "--collection", coll, "--json", "-k", "3"))
         queries += 1
-        if q.returncode or "Traceback" in q.stderr or json.loads(q.stdout)["results"][0]["path"] != clip:
+        if q.returncode or "Traceback" in q.stderr or json.loads(q.stdout)["queries"][0]["results"][0]["path"] != clip:
             problems.append(f"audiosim query failed during the writes: {q.stderr[-800:]}")
     pids = {w.pid for w in writers}
     outcomes, rerun = [], []
@@ -183,8 +183,8 @@ def writer_trial(base: Path, folders: dict[str, Path], reference: dict[str, np.n
         assert_same_vectors(coll, want)
     except AssertionError as e:
         problems.append(f"lost, duplicated or different vectors: {e}")
-    from audiosim.engine.integrity import check_collection
-    from audiosim.engine.store import temporary_files
+    from audiosim.engine.store.integrity import check_collection
+    from audiosim.engine.store.store import temporary_files
 
     report = check_collection(coll)
     if not report.ok or report.warnings:
@@ -232,7 +232,7 @@ def test_lock_message_names_the_holder_and_waits(world, tmp_path):
         holder.wait()
     assert not (coll / "collection.json").exists()  # the refused writer wrote nothing
     # SIGKILLed holder: the kernel released the lock, the next writer takes it at once
-    from audiosim.engine.lock import WriterLock
+    from audiosim.engine.store.lock import WriterLock
 
     with WriterLock(coll, wait=0, purpose="test"):
         pass
@@ -240,7 +240,7 @@ def test_lock_message_names_the_holder_and_waits(world, tmp_path):
 
 HOLD = r'''
 import sys, time
-from audiosim.engine.lock import WriterLock
+from audiosim.engine.store.lock import WriterLock
 from pathlib import Path
 Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
 with WriterLock(sys.argv[1], purpose="test holder"):
@@ -252,7 +252,7 @@ with WriterLock(sys.argv[1], purpose="test holder"):
 # ---------------------------------------------------------------------- SIGKILL at chosen points
 def _kill_setup(op: str, root: Path, folders: dict[str, Path]) -> tuple[list, dict, dict | None]:
     """Prepare ``root`` for ``op``; (audiosim arguments, expected {relative path: vector}, expected labels or None)."""
-    from audiosim.engine.ingest import index_folder
+    from audiosim.engine.ingest.indexer import index_folder
 
     src = root / "audio"
     shutil.copytree(folders["A"], src)
@@ -288,8 +288,8 @@ def _kill_setup(op: str, root: Path, folders: dict[str, Path]) -> tuple[list, di
 
 
 def kill_trial(root: Path, folders: dict[str, Path], reference: dict, op: str, point: str, n: int) -> dict:
-    from audiosim.engine.integrity import check_collection
-    from audiosim.engine.store import Collection, temporary_files
+    from audiosim.engine.store.integrity import check_collection
+    from audiosim.engine.store.store import CollectionStore, temporary_files
 
     args, want, labels = _kill_setup(op, root, folders)
     src, coll = root / "audio", root / "coll"
@@ -299,7 +299,7 @@ def kill_trial(root: Path, folders: dict[str, Path], reference: dict, op: str, p
     killed = run(audiosim_killed(n, point, *args))
     assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
     assert "Traceback" not in killed.stderr
-    if Collection.exists(coll):  # a kill leaves the previous or the next revision, never a mix
+    if CollectionStore.exists(coll):  # a kill leaves the previous or the next revision, never a mix
         after_kill = check_collection(coll)
         assert after_kill.ok, [p.to_dict() for p in after_kill.errors]
     again = run(audiosim(*args))
@@ -376,7 +376,7 @@ def _write_tone(path: Path, freq: float, seconds: float = 1.0) -> None:
 
 def _rewrite_during_decode(monkeypatch, target: Path, rewrite) -> list:
     """Make the first decode of ``target`` rewrite it just before the decoder opens it (after the diff hashed it)."""
-    import audiosim.engine.audio as audio
+    import audiosim.engine.audio.decode as audio
 
     real, calls = audio.open_audio, []
 
@@ -387,12 +387,15 @@ def _rewrite_during_decode(monkeypatch, target: Path, rewrite) -> list:
         return real(path, *a, **kw)
 
     monkeypatch.setattr(audio, "open_audio", open_audio)
+    import audiosim.engine.ingest.pipeline as pipeline  # imports open_audio by name at its top
+
+    monkeypatch.setattr(pipeline, "open_audio", open_audio)
     return calls
 
 
 def test_file_rewritten_between_hash_and_decode_is_stored_under_the_decoded_bytes(tmp_path, monkeypatch):
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.store import Collection
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.store.store import CollectionStore
     from audiosim.files import sha256_file
 
     src = tmp_path / "src"
@@ -404,7 +407,7 @@ def test_file_rewritten_between_hash_and_decode_is_stored_under_the_decoded_byte
     index_folder(src, tmp_path / "c", embedder="logmel", workers=1)
     assert calls, "the rewrite hook never ran"
     monkeypatch.undo()
-    stored = {r["path"]: r["content_sha256"] for r in Collection.open(tmp_path / "c").records()}
+    stored = {r["path"]: r["content_sha256"] for r in CollectionStore.open(tmp_path / "c").records()}
     assert stored[str(target)] == sha256_file(target)  # the hash of the bytes now on disk, which were decoded
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -416,8 +419,8 @@ def test_file_rewritten_between_hash_and_decode_is_stored_under_the_decoded_byte
 
 
 def test_same_size_rewrite_with_restored_mtime_is_detected(tmp_path, monkeypatch):
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.store import Collection
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.store.store import CollectionStore
     from audiosim.files import sha256_file
 
     src = tmp_path / "src"
@@ -437,7 +440,7 @@ def test_same_size_rewrite_with_restored_mtime_is_detected(tmp_path, monkeypatch
     calls = _rewrite_during_decode(monkeypatch, target, rewrite)
     index_folder(src, tmp_path / "c", embedder="logmel", workers=1)
     assert calls
-    stored = {r["path"]: r["content_sha256"] for r in Collection.open(tmp_path / "c").records()}
+    stored = {r["path"]: r["content_sha256"] for r in CollectionStore.open(tmp_path / "c").records()}
     assert stored[str(target)] == sha256_file(target)
 
 

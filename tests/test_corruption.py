@@ -30,17 +30,17 @@ import numpy as np
 import pytest
 from store_helpers import assert_same_vectors, check_json, cli, vectors_by_path
 
-from audiosim.engine.integrity import check_collection, repair_collection
-from audiosim.engine.manifest import ManifestError
-from audiosim.engine.store import Collection, read_manifest
+from audiosim.engine.store.integrity import check_collection, repair_collection
+from audiosim.engine.store.manifest import ManifestError
+from audiosim.engine.store.store import CollectionStore, read_manifest
 from audiosim.errors import AudiosimError, CollectionError, CorruptCollectionError
 
 
 @pytest.fixture(scope="module")
 def sound(tmp_path_factory):
     """(audio folder, a sound collection of it in 5 parts, {path: vector}, {part name: paths it holds})."""
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     base = tmp_path_factory.mktemp("corruption")
     audio = base / "audio"
@@ -49,7 +49,7 @@ def sound(tmp_path_factory):
     index_folder(audio, coll, embedder="logmel", flush_every=4)
     m = read_manifest(coll)
     assert len(m.parts) == 5 and m.count == 20 and m.index_fresh
-    c = Collection.open(coll)
+    c = CollectionStore.open(coll)
     holds = {p.name: set(c._read_part(p, ["id", "path"])["path"].to_pylist()) for p in m.parts}
     return audio, coll, vectors_by_path(coll), holds
 
@@ -75,7 +75,7 @@ def _index_dir(coll: Path) -> Path:
 
 def full_cycle(sound, coll: Path, *, lost_expected: set | None = None, damaged_file: str | None = None) -> dict:
     """check -> repair -> check -> index -> same vectors; returns the repair report as a dict."""
-    from audiosim.engine.ingest import index_folder
+    from audiosim.engine.ingest.indexer import index_folder
 
     audio, _, reference, _ = sound
     first = check_json(coll)
@@ -85,7 +85,7 @@ def full_cycle(sound, coll: Path, *, lost_expected: set | None = None, damaged_f
     assert all(p["fix"] for p in first["problems"])
     report = repair_collection(coll)
     assert report.ok and report.after.ok, [p.to_dict() for p in report.after.problems]
-    stored = set(Collection.open(coll).files())
+    stored = set(CollectionStore.open(coll).files())
     assert not stored & set(report.lost_files)
     assert stored | set(report.lost_files) == set(reference), "vectors lost without being named"
     if lost_expected is not None:
@@ -102,7 +102,7 @@ def full_cycle(sound, coll: Path, *, lost_expected: set | None = None, damaged_f
 def _reads_fail_typed(coll: Path, truth) -> None:
     """A read of the damaged collection is a typed error, or the exact data."""
     try:
-        c = Collection.open(coll)
+        c = CollectionStore.open(coll)
         t = c.read_table()
         c.embeddings()
     except AudiosimError:
@@ -128,7 +128,7 @@ def test_damaged_part(sound, tmp_path, damage):
     part = m["parts"][2]["name"]
     PART_DAMAGE[damage](coll / part)
     with pytest.raises(CollectionError):
-        Collection.open(coll).embeddings()
+        CollectionStore.open(coll).embeddings()
     report = full_cycle(sound, coll, lost_expected=sound[3][part], damaged_file=part)
     assert [d["part"] for d in report["dropped_parts"]] == [part] and report["lost_vectors"] == 4
 
@@ -137,7 +137,7 @@ def test_damaged_part(sound, tmp_path, damage):
 @pytest.mark.parametrize("seed", range(2, 12))
 def test_garbled_part_at_random_offsets(sound, tmp_path, seed):
     coll, m = _copy(sound, tmp_path)
-    truth = Collection.open(coll).read_table()
+    truth = CollectionStore.open(coll).read_table()
     part = m["parts"][seed % 5]["name"]
     _garble(coll / part, seed=seed, n=1 + seed % 5)
     _reads_fail_typed(coll, truth)
@@ -151,15 +151,15 @@ def test_swapped_parts_are_restored_by_content(sound, tmp_path):
     a.write_bytes(b.read_bytes())
     b.write_bytes(x)
     with pytest.raises(CorruptCollectionError):
-        Collection.open(coll).embeddings()
+        CollectionStore.open(coll).embeddings()
     report = full_cycle(sound, coll, lost_expected=set())
     assert len(report["restored_parts"]) == 2 and not report["dropped_parts"]
 
 
 def test_foreign_part_in_place_of_one(sound, tmp_path):
     """A part of another collection under a live part's name: dropped, and its own files listed as lost."""
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     coll, m = _copy(sound, tmp_path)
     write_demo_folder(tmp_path / "other", per_kind=1, seed=3)
@@ -191,7 +191,7 @@ def test_part_with_nan_embeddings_and_valid_checksums(sound, tmp_path):
     rec.update(bytes=path.stat().st_size, sha256=sha256_file(path))
     (coll / "collection.json").write_text(json.dumps(m))
     with pytest.raises(CorruptCollectionError, match="non-finite"):
-        Collection.open(coll).embeddings()
+        CollectionStore.open(coll).embeddings()
     report = full_cycle(sound, coll, lost_expected=sound[3][rec["name"]], damaged_file=rec["name"])
     assert report["lost_files_exact"]  # the path column still reads: the exact list
 
@@ -212,7 +212,7 @@ def test_ids_repeated_across_parts(sound, tmp_path):
 
 # ---------------------------------------------------------------------- the saved index
 def _pp_collection(sound, tmp_path) -> Path:
-    from audiosim.engine.ingest import index_folder
+    from audiosim.engine.ingest.indexer import index_folder
 
     coll, _ = _copy(sound, tmp_path)
     index_folder(sound[0], coll, embedder="logmel", postprocess="center")
@@ -232,15 +232,29 @@ INDEX_DAMAGE = {
         json.dumps({**json.loads((d / "index.json").read_text()), "file_sha256": "0" * 64,
                     "files": {"faiss.index": {"bytes": (d / "faiss.index").stat().st_size, "sha256": "0" * 64}}})),
     "folder-missing": lambda d: shutil.rmtree(d),
+    # issue 18: a sidecar field of the wrong type crashed check, query and repair (AttributeError in verify_files)
+    "sidecar-files-a-number": lambda d: _edit_sidecar(d, files=7),
+    "sidecar-files-a-list": lambda d: _edit_sidecar(d, files=["faiss.index"]),
+    "sidecar-file-entry-a-string": lambda d: _edit_sidecar(d, files={"faiss.index": "big"}),
+    "sidecar-file-bytes-a-string": lambda d: _edit_sidecar(d, files={"faiss.index": {"bytes": "7", "sha256": "0"}}),
+    "sidecar-file-name-escapes": lambda d: _edit_sidecar(d, files={"../../collection.json": {"bytes": 1}}),
+    "sidecar-build-a-number": lambda d: _edit_sidecar(d, build=7),
+    "sidecar-params-a-list": lambda d: _edit_sidecar(d, params=[1]),
+    "sidecar-dim-a-string": lambda d: _edit_sidecar(d, dim="168"),
+    "sidecar-postprocess-files-a-number": lambda d: _edit_sidecar(d, postprocess_files=7),
 }
+
+
+def _edit_sidecar(d: Path, **fields) -> None:
+    (d / "index.json").write_text(json.dumps({**json.loads((d / "index.json").read_text()), **fields}))
 
 
 @pytest.mark.parametrize("damage", sorted(INDEX_DAMAGE))
 def test_damaged_index(sound, tmp_path, damage):
-    from audiosim.engine.search import Searcher
+    from audiosim.engine.search.searcher import Searcher
 
     coll, _ = _copy(sound, tmp_path)
-    q = np.linspace(-1, 1, Collection.open(coll).dim).astype(np.float32)
+    q = np.linspace(-1, 1, CollectionStore.open(coll).dim).astype(np.float32)
     truth = [(h.id, round(h.score, 4)) for h in Searcher(coll).search(vector=q, k=5)]
     d = _index_dir(coll)
     INDEX_DAMAGE[damage](d)
@@ -277,10 +291,10 @@ def test_damaged_postprocessing(sound, tmp_path, damage):
     "json-other-spec",
 ])
 def test_search_on_damaged_postprocessing_fails_typed_or_is_right(sound, tmp_path, damage):
-    from audiosim.engine.search import Searcher
+    from audiosim.engine.search.searcher import Searcher
 
     coll = _pp_collection(sound, tmp_path)
-    q = np.linspace(-1, 1, Collection.open(coll).dim).astype(np.float32)
+    q = np.linspace(-1, 1, CollectionStore.open(coll).dim).astype(np.float32)
     truth = [(h.id, round(h.score, 4)) for h in Searcher(coll).search(vector=q, k=5)]
     PP_DAMAGE[damage](_index_dir(coll))
     try:
@@ -339,7 +353,7 @@ def test_bad_manifest(sound, tmp_path, case):
     coll, m = _copy(sound, tmp_path)
     (coll / "collection.json").write_bytes(MANIFESTS[case](m))
     with pytest.raises(ManifestError) as e:
-        Collection.open(coll)
+        CollectionStore.open(coll)
     assert str(coll / "collection.json") in str(e.value) and "audiosim repair" in str(e.value)
     report = full_cycle(sound, coll, lost_expected=set(), damaged_file="collection.json")
     assert report["manifest_rebuilt"]
@@ -349,7 +363,7 @@ def test_missing_manifest(sound, tmp_path):
     coll, _ = _copy(sound, tmp_path)
     (coll / "collection.json").unlink()
     with pytest.raises(CollectionError):
-        Collection.open(coll)
+        CollectionStore.open(coll)
     report = full_cycle(sound, coll, lost_expected=set(), damaged_file="collection.json")
     assert report["manifest_rebuilt"]
 
@@ -358,7 +372,7 @@ def test_rebuilt_manifest_keeps_the_settings_and_skips_replaced_versions(sound, 
     """After a relabel and a delete (the index not yet rebuilt, so the replaced parts are still on disk),
     a lost manifest is rebuilt from the newest version of every row: new labels, no resurrected duplicates."""
     coll, _ = _copy(sound, tmp_path)
-    c = Collection.open(coll)
+    c = CollectionStore.open(coll)
     files = c.files()
     victim = sorted(files)[0]
     relabel = sorted(files)[5]
@@ -373,7 +387,7 @@ def test_rebuilt_manifest_keeps_the_settings_and_skips_replaced_versions(sound, 
     for key in ("embedder", "pooling", "metric", "dim", "segment_s", "embedder_options", "sources", "index_kind"):
         assert getattr(after, key) == getattr(before, key), key
     assert after.next_id >= before.next_id and after.revision > before.revision
-    rows = Collection.open(coll).records(["path", "label"])
+    rows = CollectionStore.open(coll).records(["path", "label"])
     labels = {r["path"]: r["label"] for r in rows}
     assert labels[relabel] == "renamed" and len(rows) == len(labels)
     # the deleted file's only copy is in the replaced part: named as lost (the next index re-embeds it)
@@ -387,7 +401,7 @@ def test_every_random_garble_reads_back_exact_or_fails_typed(sound, tmp_path):
     coll, m = _copy(sound, tmp_path)
     part = coll / m["parts"][1]["name"]
     original = part.read_bytes()
-    truth = Collection.open(coll).read_table()
+    truth = CollectionStore.open(coll).read_table()
     rng = np.random.default_rng(0)
     outcomes = {"typed error": 0, "exact": 0}
     for _ in range(200):
@@ -395,7 +409,7 @@ def test_every_random_garble_reads_back_exact_or_fails_typed(sound, tmp_path):
         for o in rng.integers(0, len(b), size=int(rng.integers(1, 6))):
             b[o] = (b[o] + int(rng.integers(1, 256))) % 256
         part.write_bytes(bytes(b))
-        c = Collection.open(coll)
+        c = CollectionStore.open(coll)
         try:
             t = c.read_table()
             c.embeddings()
@@ -424,3 +438,26 @@ def test_check_and_repair_cli_exit_codes_and_json(sound, tmp_path):
     assert sorted(doc["lost_files"]) == sorted(sound[3][m["parts"][0]["name"]])
     text = runner.invoke(cli(), ["repair", "--collection", str(coll)])
     assert text.exit_code == 0 and "nothing to repair" in text.output
+
+
+# ---------------------------------------------------------------------- the manifest as the odd one out
+ODD_MANIFESTS = {  # every part reads back and agrees with the others; the manifest's settings do not
+    "embedder-version-wrong": lambda m: {**m, "embedder": {**m["embedder"], "version": "999"}},
+    "embedder-name-wrong": lambda m: {**m, "embedder": {**m["embedder"], "name": "vggish"}},
+    "pooling-option-wrong": lambda m: {**m, "pooling": {**m["pooling"], "sg_order": 3}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_MANIFESTS))
+def test_repair_keeps_every_part_when_the_manifest_settings_are_the_odd_one_out(sound, tmp_path, case):
+    """Issue 18: repair deleted every part ("repaired: 0 vectors") and kept the bad field, so the next index refused.
+    Now check blames the manifest, repair rebuilds it from the parts and drops nothing, and the next index works."""
+    coll, m = _copy(sound, tmp_path)
+    (coll / "collection.json").write_text(json.dumps(ODD_MANIFESTS[case](m)))
+    first = check_json(coll)
+    assert [p["file"] for p in first["problems"] if p["severity"] == "error"] == [str(coll / "collection.json")]
+    report = full_cycle(sound, coll, lost_expected=set(), damaged_file="collection.json")
+    assert report["manifest_rebuilt"] and not report["dropped_parts"] and report["lost_vectors"] == 0
+    fixed = read_manifest(coll)
+    assert fixed.embedder.to_dict() == m["embedder"] and fixed.pooling.to_dict() == m["pooling"]
+    assert fixed.count == 20 and {p.name for p in fixed.parts} == {p["name"] for p in m["parts"]}

@@ -1,8 +1,9 @@
-"""audiosim.engine.weights against a local HTTP server: every download pinned, resumed only from the same
+"""audiosim.engine.models.weights against a local HTTP server: every download pinned, resumed only from the same
 bytes, no debris after a failure, archives unpacked atomically; and the weights resolution order."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -18,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from audiosim.engine import weights as wts
+from audiosim.engine.models import weights as wts
 from audiosim.errors import DownloadError, WeightsNotFoundError
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
@@ -122,7 +123,7 @@ def test_an_unpinned_download_is_refused_before_any_request(server, tmp_path, mo
 
 
 def test_every_official_download_is_pinned():
-    from audiosim.engine.embedders import panns, vggish, yamnet
+    from audiosim.engine.models.embedders import panns, vggish, yamnet
 
     specs = [yamnet.HUB_DOWNLOAD, vggish.CKPT_DOWNLOAD, vggish.PCA_DOWNLOAD] + [d for _, d in panns.CHECKPOINTS.values()]
     for spec in specs:
@@ -235,7 +236,7 @@ def test_a_failed_write_removes_the_part_file(server, tmp_path):
 import json, resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
-from audiosim.engine import weights as wts
+from audiosim.engine.models import weights as wts
 from audiosim.errors import DownloadError
 try:
     wts.download(wts.Download(url={server.url + '/file.bin'!r}, filename='model.bin', sha256={SHA256!r}),
@@ -249,6 +250,47 @@ except DownloadError as e:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert not result["ok"] and "cannot write" in result["message"] and "partial file was removed" in result["message"]
     assert list(tmp_path.iterdir()) == []
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk that fills up after 20000 bytes: the write (at a buffer flush) raises ENOSPC."""
+
+    def write(self, b):
+        if self.tell() + len(b) > 20_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(b)
+
+
+def _full_disk(monkeypatch):
+    real = open
+
+    def opener(path, mode="r", *args, **kw):
+        if str(path).endswith(".part") and "b" in mode and mode[0] in "wa":
+            return io.BufferedWriter(_FullDisk(path, mode.replace("b", "")), buffer_size=1 << 20)  # fails at flush
+        return real(path, mode, *args, **kw)
+
+    monkeypatch.setattr(wts, "open", opener, raising=False)
+
+
+def test_a_full_disk_is_a_download_error_and_leaves_no_part_files(server, tmp_path, monkeypatch):
+    """Issue 18: f.close() in the except handler flushed again and raised a bare OSError before the clean-up,
+    leaving .part and .part.json."""
+    _full_disk(monkeypatch)
+    with pytest.raises(DownloadError, match="free disk space") as e:
+        wts.download(_spec(server, sha256=SHA256), tmp_path, progress=False)
+    assert "No space left on device" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resolve_or_download_on_a_full_disk_is_a_typed_error_naming_the_fix(server, tmp_path, monkeypatch):
+    """Issue 18: resolve_or_download passed the bare OSError on to the user."""
+    monkeypatch.setenv("AUDIOSIM_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("AUDIOSIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUDIOSIM_OFFLINE", raising=False)
+    _full_disk(monkeypatch)
+    with pytest.raises(DownloadError, match="free disk space"):
+        wts.resolve_or_download("m", names=("model.bin",), downloads=(_spec(server, sha256=SHA256),), progress=False)
+    assert list((tmp_path / "cache" / "m").iterdir()) == []
 
 
 def test_http_error_is_a_download_error(server, tmp_path):

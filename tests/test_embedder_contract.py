@@ -1,7 +1,8 @@
-"""Every registered embedder honours the same contract.
+"""Every registered embedder honours the same contract, and so does every installed plug-in.
 
 Add a factory to FACTORIES when registering an embedder: a function (tmp_path_factory) -> Embedder,
-building it with real weights when available or tiny random weights otherwise.
+building it with real weights when available or tiny random weights otherwise. Plug-ins (entry-point
+group ``audiosim.embedders``) are built with no options: ``get_embedder(name)``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiosim.engine.embedders import available_embedders, get_embedder
-from audiosim.engine.embedders.base import Embedder
+from audiosim.engine.models.embedders import EMBEDDERS, available_embedders, get_embedder, plugins
+from audiosim.engine.models.embedders.base import Embedder
 
 
 def _logmel(tmp_path_factory, request):
@@ -25,7 +26,7 @@ def _panns(tmp_path_factory, request):
     """Random-weight Cnn14_16k saved in the official checkpoint format, loaded by the real path."""
     import torch
 
-    from audiosim.engine.embedders.panns_model import VARIANTS, Cnn14
+    from audiosim.engine.models.embedders.panns_model import VARIANTS, Cnn14
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("panns") / "Cnn14_16k_mAP=0.438.pth"
@@ -37,7 +38,7 @@ def _vggish(tmp_path_factory, request):
     """Random-weight VGGish written as a TF1 checkpoint with the official variable names."""
     import tensorflow as tf
 
-    from audiosim.engine.embedders.vggish_model import VARIABLES
+    from audiosim.engine.models.embedders.vggish_model import VARIABLES
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("vggish") / "vggish_model.ckpt"
@@ -51,8 +52,8 @@ def _vae(tmp_path_factory, request):
     """A tiny random-weight GLU-ConvVAE saved as a real checkpoint, loaded through the registry."""
     import torch
 
-    from audiosim.engine.vae.data import MelConfig
-    from audiosim.engine.vae.model import GLUConvVAE, VAEConfig, save_checkpoint
+    from audiosim.engine.training.vae_data import MelConfig
+    from audiosim.engine.models.vae.model import GLUConvVAE, VAEConfig, save_checkpoint
 
     torch.manual_seed(0)
     mel = MelConfig()
@@ -62,22 +63,63 @@ def _vae(tmp_path_factory, request):
     return get_embedder("vae", weights=str(path))
 
 
+def _onnx(tmp_path_factory, request):
+    """A tiny random strided-convolution encoder exported from torch to ONNX, with its sidecar."""
+    import json
+
+    import torch
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("onnx")
+    net = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 400, stride=160), torch.nn.ReLU(), torch.nn.Conv1d(8, 16, 3)).eval()
+    torch.onnx.export(net, (torch.zeros(2, 1, 16000),), str(d / "tiny.onnx"), dynamo=False, input_names=["audio"],
+                      output_names=["emb"], dynamic_axes={"audio": {0: "b"}, "emb": {0: "b"}})
+    (d / "tiny.json").write_text(json.dumps({"sample_rate": 16000, "window_s": 1.0, "hop_s": 0.5,
+                                             "input": {"name": "audio", "layout": "BCT"},
+                                             "output": {"name": "emb", "reduce": "mean"}}))
+    return get_embedder("onnx", weights=str(d / "tiny.onnx"))
+
+
+def _hf(tmp_path_factory, request):
+    """A tiny random wav2vec2 snapshot saved offline with save_pretrained."""
+    from hf_helpers import tiny_wav2vec2
+
+    return get_embedder("hf", weights=str(tiny_wav2vec2(tmp_path_factory.mktemp("hf") / "w2v")), window_s=1.0, hop_s=0.5)
+
+
+def _voice(tmp_path_factory, request):
+    """The real GE2E speaker encoder from the resemblyzer wheel."""
+    from audiosim.engine.models.embedders.voice import packaged_weights
+
+    if packaged_weights() is None:
+        pytest.skip("resemblyzer is not installed: pip install --no-deps resemblyzer (make install-test does)")
+    return get_embedder("voice")
+
+
 FACTORIES = {
     "logmel": _logmel,
     "yamnet": _yamnet,
     "panns": _panns,
     "vggish": _vggish,
     "vae": _vae,
+    "onnx": _onnx,
+    "hf": _hf,
+    "voice": _voice,
 }
 
 
+def _plugin(tmp_path_factory, request):
+    return get_embedder(request.param)
+
+
 def test_every_registered_embedder_has_a_contract_factory():
-    assert sorted(FACTORIES) == available_embedders()
+    assert sorted(FACTORIES) == sorted(EMBEDDERS)
+    assert available_embedders() == sorted({*FACTORIES, *plugins()})
 
 
-@pytest.fixture(scope="module", params=sorted(FACTORIES))
+@pytest.fixture(scope="module", params=sorted(FACTORIES) + sorted(plugins()))
 def embedder(request, tmp_path_factory) -> Embedder:
-    return FACTORIES[request.param](tmp_path_factory, request)
+    return FACTORIES.get(request.param, _plugin)(tmp_path_factory, request)
 
 
 def _wave(seconds: float, sr: int, seed: int = 0) -> np.ndarray:

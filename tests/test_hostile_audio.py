@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosim.engine import audio as audio_mod
-from audiosim.engine.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioLimitError, AudioMemoryError, load_audio, open_audio
-from audiosim.engine.embedders import make_embedder
-from audiosim.engine.streaming import embed_file
+from audiosim.engine.audio import decode as audio_mod
+from audiosim.engine.audio.decode import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioLimitError, AudioMemoryError, load_audio, open_audio
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.engine.audio.streaming import embed_file
 from audiosim.errors import AudioDecodeError, AudioError, EmptyAudioError
 
 SR = 16000

@@ -10,6 +10,7 @@ nothing into a collection.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,13 +19,13 @@ import pytest
 from click.testing import CliRunner
 from store_helpers import audiosim, cli, env, tree
 
-from audiosim.engine.lock import WriterLock
+from audiosim.engine.store.lock import WriterLock
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     base = tmp_path_factory.mktemp("hostile")
     audio = base / "audio"
@@ -55,6 +56,17 @@ INDEX_OPTIONS = {
     "wait-nan": (["--wait", "nan"], "--wait"),
     "pooling-unknown": (["--pooling", "median"], "pooling"),
     "metric-unknown": (["--metric", "manhattan"], "metric"),
+    # issue 18: accepted without a word, or stored as null and a TypeError on the next rebuild
+    "target-recall-nan": (["--index-kind", "auto", "--target-recall", "nan"], "--target-recall"),
+    "target-recall-inf": (["--index-kind", "auto", "--target-recall", "inf"], "--target-recall"),
+    "max-duration-nan": (["--max-duration", "nan"], "--max-duration"),
+    "max-duration-negative": (["--max-duration", "-1"], "--max-duration"),
+    "wait-negative": (["--wait", "-1"], "--wait"),
+    "pooling-trailing-plus": (["--pooling", "mu+"], "pooling"),
+    "pooling-empty-part": (["--pooling", "mu++sigma"], "pooling"),
+    "segment-hop-nan": (["--segment", "1", "--segment-hop", "nan"], "--segment-hop"),
+    "segment-inf": (["--segment", "inf"], "segment"),
+    "gpus-per-actor-nan": (["--gpus-per-actor", "nan"], "--gpus-per-actor"),
 }
 
 
@@ -165,7 +177,7 @@ def test_reading_commands_write_nothing(indexed):
 
 
 def test_newlines_in_file_names_and_labels_are_escaped(tmp_path):
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     src = tmp_path / "src"
     write_demo_folder(src, per_kind=1, seed=6)
@@ -197,3 +209,85 @@ def test_subprocess_exit_codes_and_stderr(indexed, tmp_path):
     r = subprocess.run(audiosim("check", "--collection", tmp_path / "missing"), capture_output=True, text=True,
                        env=env(), timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "does not exist" in r.stderr
+
+
+# issue 18: every float option refuses nan/inf (and negatives where they mean nothing); ids beyond int64 are a clear
+# error. Each of these was a traceback or was accepted without a word.
+NUMBER_OPTIONS = {
+    "query-start-nan": (["query", "CLIP", "--start", "nan"], "--start"),
+    "query-start-negative": (["query", "CLIP", "--start", "-1"], "--start"),
+    "query-end-inf": (["query", "CLIP", "--end", "inf"], "--end"),
+    "query-min-duration-nan": (["query", "CLIP", "--min-duration", "nan"], "--min-duration"),
+    "query-max-duration-nan": (["query", "CLIP", "--max-duration", "nan"], "--max-duration"),
+    "query-max-duration-negative": (["query", "CLIP", "--max-duration", "-2"], "--max-duration"),
+    "query-id-beyond-int64": (["query", "--id", "9223372036854775808"], "--id"),
+    "query-id-negative": (["query", "--id", "-1"], "--id"),
+    "delete-id-beyond-uint64": (["delete", "--id", "18446744073709551616"], "--id"),
+    "delete-wait-negative": (["delete", "--id", "1", "--wait", "-1"], "--wait"),
+    "delete-wait-nan": (["delete", "--id", "1", "--wait", "nan"], "--wait"),
+    "compact-target-mb-nan": (["compact", "--target-mb", "nan"], "--target-mb"),
+    "compact-target-mb-inf": (["compact", "--target-mb", "inf"], "--target-mb"),
+    "compact-wait-negative": (["compact", "--wait", "-1"], "--wait"),
+    "repair-wait-negative": (["repair", "--wait", "-1"], "--wait"),
+    "locate-start-nan": (["locate", "CLIP", "--start", "nan"], "--start"),
+    "locate-end-negative": (["locate", "CLIP", "--end", "-3"], "--end"),
+    "tags-min-score-nan": (["tags", "--min-score", "nan"], "--min-score"),
+    "anomaly-fit-percentile-nan": (["anomaly", "fit", "--percentile", "nan"], "--percentile"),
+    "anomaly-fit-percentile-above-100": (["anomaly", "fit", "--percentile", "101"], "--percentile"),
+    "anomaly-fit-pca-beyond-the-dimensions": (["anomaly", "fit", "--pca", "100000"], "pca=100000"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMBER_OPTIONS))
+def test_float_and_id_options_refuse_nan_inf_negative_and_beyond_int64(indexed, tmp_path, case):
+    audio, coll = indexed
+    dst = tmp_path / "c"
+    shutil.copytree(coll, dst)
+    args, word = NUMBER_OPTIONS[case]
+    args = [_clip(audio) if a == "CLIP" else a for a in args]
+    before = tree(dst)
+    r = invoke(*args, "--collection", dst)
+    assert r.exit_code == 2, r.output
+    assert word in r.output, r.output
+    assert tree(dst) == before  # refused before anything was written
+
+
+@pytest.mark.parametrize("args", [["serve", "--collection", "X", "--max-upload-mb", "nan"],
+                                  ["serve", "--collection", "X", "--queue-wait", "-1"],
+                                  ["vae", "train", "AUDIO", "--out", "OUT", "--beta", "nan"],
+                                  ["vae", "train", "AUDIO", "--out", "OUT", "--lr", "inf"],
+                                  ["vae", "train", "AUDIO", "--out", "OUT", "--val-fraction", "nan"],
+                                  ["vae", "train", "AUDIO", "--out", "OUT", "--time-limit", "nan"]])
+def test_float_options_of_serve_and_vae_refuse_nan_and_inf(indexed, tmp_path, args):
+    audio, coll = indexed
+    args = [{"X": coll, "OUT": tmp_path / "out", "AUDIO": audio}.get(a, a) for a in args]
+    r = invoke(*args)
+    assert r.exit_code == 2 and args[-2] in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_delete_of_an_unknown_id_or_path_is_exit_2_and_missing_ok_says_what_was_missing(indexed, tmp_path):
+    """Issue 18: an unknown --id printed "removed 0 vectors" and exited 0 while an unknown --path exited 2, and a
+    retried delete failed. Both are exit 2 naming what is missing (nothing is deleted); --missing-ok deletes the
+    rest, exits 0 and names what was missing, so a retried delete succeeds."""
+    audio, coll = indexed
+    dst = tmp_path / "c"
+    shutil.copytree(coll, dst)
+    victim = _clip(audio)
+    before = {k: v for k, v in tree(dst).items() if k != ".lock"}  # the writer lock is taken, nothing else
+    for args in (["--id", "99999"], ["--path", str(tmp_path / "nope.wav")], ["--id", "0", "--id", "99999"],
+                 ["--id", "99999", "--path", str(victim)]):
+        r = invoke("delete", "--collection", dst, *args)
+        assert r.exit_code == 2 and "--missing-ok" in r.output, (args, r.output)
+        assert ("99999" in r.output) or ("nope.wav" in r.output), r.output
+    assert {k: v for k, v in tree(dst).items() if k != ".lock"} == before  # nothing deleted
+    first = invoke("delete", "--collection", dst, "--path", victim, "--id", "0")
+    assert first.exit_code == 0 and "removed" in first.output, first.output
+    again = invoke("delete", "--collection", dst, "--path", victim, "--id", "0")
+    assert again.exit_code == 2, again.output
+    retry = invoke("delete", "--collection", dst, "--path", victim, "--id", "0", "--missing-ok")
+    assert retry.exit_code == 0, retry.output
+    assert "removed 0 vectors" in retry.output and "not in the collection" in retry.output
+    assert victim.name in retry.output and "id 0" in retry.output
+    doc = json.loads(invoke("delete", "--collection", dst, "--id", "0", "--missing-ok", "--json").output)
+    assert doc["removed"] == 0 and doc["missing"] == {"ids": [0], "paths": []}

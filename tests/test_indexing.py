@@ -15,11 +15,11 @@ import json
 import numpy as np
 import pytest
 
-from audiosim.engine.embedders.base import EmbedderInfo
-from audiosim.engine.indexing import ensure_index, load_for_search
-from audiosim.engine.pooling import PoolingSpec
-from audiosim.engine.library import Collection
-from audiosim.engine.store import Rows
+from audiosim.engine.models.embedders.base import EmbedderInfo
+from audiosim.engine.store.indexing import ensure_index, load_for_search
+from audiosim.engine.models.pooling import PoolingSpec
+from audiosim.engine.search.library import Collection
+from audiosim.engine.store.store import Rows
 from audiosim.indexes.flat import brute_force
 
 DIM = 32
@@ -136,3 +136,31 @@ def test_cli_auto_and_info(demo_folder, tmp_path):
     bad = CliRunner().invoke(main, ["index", str(demo_folder), "--collection", str(tmp_path / "d"), "--embedder", "logmel",
                                     "--memory-budget", "1G"])
     assert bad.exit_code == 2 and "--index-kind auto" in bad.output
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, 1.5, "high", True])
+def test_auto_refuses_a_target_recall_that_is_not_a_number_in_0_1(demo_folder, tmp_path, bad):
+    """Issue 18: ``--target-recall nan`` was stored as null and the next rebuild raised TypeError."""
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.errors import AudiosimError
+
+    with pytest.raises(AudiosimError, match="target_recall"):
+        index_folder(demo_folder, tmp_path / "c", embedder="logmel", index_kind="auto", index_params={"target_recall": bad})
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_null_target_recall_stored_by_an_older_version_rebuilds_with_the_default(tmp_path, rng):
+    """Issue 18: a manifest that recorded ``target_recall: null`` made every rebuild raise TypeError, after which
+    query and repair crashed while check said ok. Null means "not given": the default target."""
+    from audiosim.engine.store.integrity import check_collection, repair_collection
+
+    coll = make_collection(tmp_path / "c", rng, 300, kind="auto", params={"target_recall": 0.9})
+    path = coll.root / "collection.json"
+    m = json.loads(path.read_text())
+    m["index_params"]["target_recall"] = None
+    path.write_text(json.dumps(m))
+    coll = Collection.open(coll.root)
+    append(coll, rng, 10)  # appends and rebuilds (ensure_index)
+    assert sidecar(coll)["build"]["target_recall"] == pytest.approx(0.95)
+    assert coll.searcher().search(id=5, k=1)[0].id == 5
+    assert repair_collection(coll.root).ok and check_collection(coll.root).ok

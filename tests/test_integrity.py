@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from store_helpers import tree
 
-from audiosim.engine.integrity import check_collection, repair_collection
-from audiosim.engine.lock import WriterLock
-from audiosim.engine.store import Collection, read_manifest
+from audiosim.engine.store.integrity import check_collection, repair_collection
+from audiosim.engine.store.lock import WriterLock
+from audiosim.engine.store.store import CollectionStore, read_manifest
 from audiosim.errors import CollectionError, CollectionLockedError
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
-    from audiosim.engine.ingest import index_folder
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     base = tmp_path_factory.mktemp("integrity")
     audio = base / "audio"
@@ -71,7 +71,7 @@ def test_check_writes_nothing_and_takes_no_lock(coll):
 
 
 def test_check_restarts_when_a_writer_commits_during_it(coll, monkeypatch):
-    import audiosim.engine.integrity as integrity
+    import audiosim.engine.store.integrity as integrity
 
     real, calls = integrity._check, []
 
@@ -79,7 +79,7 @@ def test_check_restarts_when_a_writer_commits_during_it(coll, monkeypatch):
         calls.append(1)
         report = real(root)
         if len(calls) == 1:  # another process commits while this check runs
-            c = Collection.open(root)
+            c = CollectionStore.open(root)
             with c.writer() as w:
                 ids = c.embeddings()[0]
                 w.delete(ids[:1])
@@ -91,7 +91,7 @@ def test_check_restarts_when_a_writer_commits_during_it(coll, monkeypatch):
 
 
 def test_leftovers_and_stale_index_are_warnings(coll):
-    c = Collection.open(coll)
+    c = CollectionStore.open(coll)
     with c.writer() as w:  # a data commit without an index rebuild (as a killed `index` leaves it)
         w.delete(c.embeddings()[0][:2])
     (coll / ".collection.json.0123abcd.tmp").write_text("{")  # and what a killed writer leaves
@@ -172,7 +172,7 @@ def test_lost_files_exact_from_the_path_column(coll):
 def test_lost_files_from_the_source_folders(indexed, coll):
     """The part is gone: the files come from comparing the source folders with what is still stored."""
     m = read_manifest(coll)
-    c = Collection.open(coll)
+    c = CollectionStore.open(coll)
     paths = set(c._read_part(m.parts[0], ["id", "path"])["path"].to_pylist())
     (coll / m.parts[0].name).unlink()
     (coll / "errors.jsonl").write_text(json.dumps({"path": sorted(paths)[0], "error": "X", "message": "m"}) + "\n")
@@ -193,7 +193,7 @@ def test_rebuild_refuses_when_nothing_records_the_settings(coll):
 
 
 def test_parts_repeat_the_settings_a_rebuild_needs(coll):
-    from audiosim.engine.store import part_metadata
+    from audiosim.engine.store.store import part_metadata
 
     m = read_manifest(coll)
     meta = part_metadata(coll / m.parts[-1].name)

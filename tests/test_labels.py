@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from audiosim.engine.labels import LabelCsvError, LabelReport, labels_from_csv, read_label_table, relabel_from_csv
+from audiosim.engine.store.labels import LabelCsvError, LabelReport, labels_from_csv, read_label_table, relabel_from_csv
 from audiosim.errors import AudiosimError
 
 
@@ -45,8 +45,9 @@ def test_rows_match_by_stem_and_the_report_counts_everything(tmp_path):
                                  unmatched_examples=("ghost",))
     assert report.to_dict()["duplicate_stems"] == ["dog_1"]
     line = report.summary()
-    assert "2 of 4 files matched, 2 changed" in line and "1 labelled names match no file (e.g. ghost)" in line
-    assert "1 rows with an empty label ignored" in line and "dog_1" in line
+    assert "2 of 4 files matched" in line and "1 labelled name matches no file (e.g. ghost)" in line
+    assert "changed" not in line  # which stored labels changed is the run summary's "relabelled" count
+    assert "1 row with an empty label ignored" in line and "1 name on several rows (e.g. dog_1)" in line
     assert labels_from_csv(ITEMS, p, label_column="category") == items
 
 

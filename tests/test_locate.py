@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from audiosim.engine import synth
-from audiosim.engine.embedders import make_embedder
-from audiosim.engine.locate import LocateError, locate, vote_offsets
-from audiosim.engine.segments import (
+from audiosim.engine.audio import synth
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.engine.search.locate import LocateError, locate, vote_offsets
+from audiosim.engine.ingest.segments import (
     SegmentError,
     cut_waveform,
     frames_in_segments,
@@ -57,9 +57,9 @@ def test_segment_grid_golden():
 
 def test_the_ingest_pipeline_cuts_on_this_grid():
     """EmbedMapper's segment rows are the grid's segments, each pooling the frames that start in it."""
-    from audiosim.engine.mappers import EmbedMapper
-    from audiosim.engine.pipeline import Decoded, FileItem
-    from audiosim.engine.pooling import PoolingSpec
+    from audiosim.engine.ingest.mappers import EmbedMapper
+    from audiosim.engine.ingest.pipeline import Decoded, FileItem
+    from audiosim.engine.models.pooling import PoolingSpec
 
     emb = make_embedder("logmel")
     wave = synth.noise(duration_s=7.3, color="pink", rng=np.random.default_rng(4))
@@ -103,8 +103,12 @@ def test_votes_pick_the_agreeing_offset_per_file():
         [H("long", 13.0, 0.88)],
     ]
     locs = locate(qoff, hits, hop_s=1.0, query_duration_s=4.5)
+    # confidence: weighted support (1 / rank within each segment's matches) over the best other place's,
+    # per segment: "long" at 10 has 0.5 + 0.5 + 1 + 1 = 3; the best other place ("other" at 5, or "long"
+    # at 2 from segment 1's best match) has 1 -> (3 - 1) / 4
     assert [(l.rank, l.path, l.offset_s, l.end_s, l.votes, l.confidence) for l in locs] == [
-        (1, "long", 10.0, 14.5, 4, 1.0), (2, "other", 5.0, 9.5, 1, 0.25)]
+        (1, "long", 10.0, 14.5, 4, 0.5), (2, "other", 5.0, 9.5, 1, 0.0)]
+    assert [l.agreement for l in locs] == [1.0, 0.25]
     assert locs[0].mean_score == pytest.approx((0.90 + 0.85 + 0.80 + 0.88) / 4) and locs[0].best_score == 0.90
     assert [(v.query_offset_s, v.match_offset_s) for v in locs[0].support] == [(0, 10), (1, 11), (2, 12), (3, 13)]
     assert locs[0].to_dict()["n_segments"] == 4
@@ -197,3 +201,42 @@ def test_locate_finds_a_synthetic_excerpt_within_one_hop(collection, start_s, le
     assert abs(best.offset_s - start_s) <= HOP_S, best.to_dict()
     assert best.end_s == pytest.approx(best.offset_s + length_s)
     assert best.confidence >= 0.5 and all(loc.votes < best.votes for loc in locs[1:])
+
+
+def test_confidence_drops_when_two_places_match_equally():
+    qoff = np.arange(6, dtype=float)
+    clear = [[H("a", 20.0 + i, 0.9), H("b", 50.0 + 3 * i, 0.5)] for i in range(6)]  # only "a" agrees
+    tie = [[H("a", 20.0 + i, 0.9 - 0.01 * (i % 2)), H("b", 70.0 + i, 0.9 - 0.01 * ((i + 1) % 2))] for i in range(6)]
+    sure, unsure = locate(qoff, clear, hop_s=1.0)[0], locate(qoff, tie, hop_s=1.0)
+    assert sure.path == "a" and sure.offset_s == 20.0 and sure.confidence > 0.8
+    assert {l.votes for l in unsure} == {6} and {l.offset_s for l in unsure} == {20.0, 70.0}
+    assert all(l.confidence < 0.1 for l in unsure)  # both places agree fully: no margin
+
+
+def test_an_excerpt_shorter_than_one_analysis_window_is_a_clear_error(tmp_path):
+    """Issue 18: ``locate`` of a 10 ms excerpt answered with confidence 1.00."""
+    import soundfile as sf
+    from click.testing import CliRunner
+
+    from audiosim.cli import main
+    from audiosim.engine.ingest.indexer import index_folder
+    from audiosim.engine.search.library import open_collection
+    from audiosim.errors import AudiosimError
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    long = _soundscape(12.0, seed=5)
+    sf.write(audio / "long.wav", long, SR)
+    coll = tmp_path / "c"
+    index_folder(audio, coll, embedder="logmel", segment_s=SEGMENT_S, segment_hop_s=HOP_S)
+    searcher = open_collection(coll).searcher()
+    window = searcher.embedder.info.window_s
+    with pytest.raises(AudiosimError, match=r"shorter than one .* analysis window"):
+        searcher.locate(waveform=long[int(3 * SR): int(3.01 * SR)], sample_rate=SR)
+    with pytest.raises(AudiosimError, match=r"shorter than one .* analysis window"):  # a time range of a longer clip
+        searcher.locate(clip=str(audio / "long.wav"), start_s=3.0, end_s=3.0 + window / 2)
+    excerpt = tmp_path / "tiny.wav"
+    sf.write(excerpt, long[int(3 * SR): int(3.01 * SR)], SR)
+    r = CliRunner().invoke(main, ["locate", str(excerpt), "--collection", str(coll)])
+    assert r.exit_code == 2 and "analysis window" in r.output and "Traceback" not in r.output, r.output
+    assert searcher.locate(waveform=long[3 * SR: 9 * SR], sample_rate=SR)[0].path.endswith("long.wav")  # 6 s: found

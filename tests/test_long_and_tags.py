@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import audiosim
 from audiosim.cli import main
-from audiosim.engine import synth
+from audiosim.engine.audio import synth
 
 SR = 16000
 
@@ -90,7 +90,7 @@ def test_locate_finds_an_excerpt_within_one_hop(long_recording, tmp_path):
     out = json.loads(run("locate", excerpt, "--collection", coll, "--json").output)
     best = out["locations"][0]
     assert abs(best["offset_s"] - start) <= 1.0 and best["path"].endswith("field.wav")
-    assert 0 < best["confidence"] <= 1 and best["segments"] == 20
+    assert 0 < best["confidence"] <= 1 and best["segments"] >= 20  # the segments of 4 sub-hop shifts vote
     text = run("locate", excerpt, "--collection", coll).output
     assert "field.wav" in text.splitlines()[1]
 
@@ -127,10 +127,10 @@ def tagged(tmp_path_factory, yamnet_tflite):
 
 
 def test_tags_are_stored_with_the_class_map(tagged, yamnet_tflite):
-    from audiosim.engine.audio import load_audio
-    from audiosim.engine.embedders import make_embedder
-    from audiosim.engine.embedders.base import class_names_sha256
-    from audiosim.engine.tags import vector_tags
+    from audiosim.engine.audio.decode import load_audio
+    from audiosim.engine.models.embedders import make_embedder
+    from audiosim.engine.models.embedders.base import class_names_sha256
+    from audiosim.engine.models.tags import vector_tags
 
     folder, coll = tagged
     c = audiosim.open_collection(coll)
@@ -153,7 +153,7 @@ def test_tags_are_stored_with_the_class_map(tagged, yamnet_tflite):
 
 def test_tag_search_ranks_sines_above_noise_and_filters_queries(tagged):
     folder, coll = tagged
-    out = json.loads(run("query", "--tag", "sine WAVE", "--collection", coll, "-k", "6", "--json").output)["results"]
+    out = json.loads(run("query", "--tag", "sine WAVE", "--collection", coll, "-k", "6", "--json").output)["queries"][0]["results"]
     assert [h["path"].split("/")[-1].split("_")[0] for h in out[:3]] == ["sine"] * 3
     assert all(h["tags"] for h in out)
     s = audiosim.open_collection(coll).searcher()
@@ -173,8 +173,8 @@ def test_an_unknown_tag_is_a_clear_error_with_suggestions(tagged):
 
 def test_skip_silence_pools_only_the_sound(tmp_path, yamnet_tflite):
     """Digital-silence padding dominates a mean-pooled YAMNet vector; --skip-silence leaves those frames out."""
-    from audiosim.engine.mappers import FramePooler
-    from audiosim.engine.pooling import PoolingSpec
+    from audiosim.engine.ingest.mappers import FramePooler
+    from audiosim.engine.models.pooling import PoolingSpec
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -190,18 +190,19 @@ def test_skip_silence_pools_only_the_sound(tmp_path, yamnet_tflite):
         coll = tmp_path / f"c{skip}"
         audiosim.index_folder(folder, coll, embedder="yamnet", weights=yamnet_tflite, skip_silence=skip)
         c = audiosim.open_collection(coll)
-        assert c.pooling.skip_silence is skip and ("skip_silence" in c.manifest.pooling.to_dict()) is skip
+        assert c.pooling.skip_silence is skip and c.manifest.pooling.to_dict()["skip_silence"] is skip
         hits = c.searcher().search(waveform=query, sample_rate=SR, k=3)
         assert hits[0].path.endswith("tone_padded.wav")
         scores[skip] = {h.path.split("/")[-1]: h.score for h in hits}
     assert scores[False]["silence.wav"] > 0.99  # silence matches a mostly silent query almost perfectly
-    assert scores[True]["silence.wav"] < 0.5 and scores[True]["tone_padded.wav"] - scores[True]["noise_padded.wav"] > 0.3
+    # silence left out: the silent file is not stored (a clear per-file failure, see tests/test_silence.py)
+    assert "silence.wav" not in scores[True] and scores[True]["tone_padded.wav"] - scores[True]["noise_padded.wav"] > 0.3
     emb = audiosim.open_collection(tmp_path / "cTrue").searcher().embedder
     pooler = FramePooler(emb, PoolingSpec.parse("mu", skip_silence=True))
     f, _ = emb.embed_frames(query)
     silent = pooler.silent(f)
     assert silent[:4].all() and not silent[5:7].any() and silent[-4:].all()
     f0, _ = emb.embed_frames(np.zeros(5 * SR, np.float32))
-    np.testing.assert_allclose(pooler(f0), f0.mean(axis=0), rtol=1e-6)  # all silent: every frame pooled
+    assert pooler.silent(f0).all() and pooler.members(f0).size == len(f0)  # all silent: nothing of its own to pool
     r = run("index", folder, "--collection", tmp_path / "cTrue", "--keep-silence", ok=False)
     assert r.exit_code == 2 and "skipping digital silence" in r.output

@@ -17,10 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from audiosim.engine import weights as wts  # noqa: E402
-from audiosim.engine.embedders import get_embedder  # noqa: E402
-from audiosim.engine.embedders.panns import CHECKPOINTS, resolve_panns_weights  # noqa: E402
-from audiosim.engine.embedders.panns_model import (  # noqa: E402
+from audiosim.engine.models import weights as wts  # noqa: E402
+from audiosim.engine.models.embedders import get_embedder  # noqa: E402
+from audiosim.engine.models.embedders.panns import CHECKPOINTS, resolve_panns_weights  # noqa: E402
+from audiosim.engine.models.embedders.panns_model import (  # noqa: E402
     VARIANTS, Cnn14, LogmelFilterBank, Spectrogram, layout_problems)
 from audiosim.errors import MissingDependencyError, WeightsFormatError, WeightsNotFoundError  # noqa: E402
 
@@ -239,7 +239,7 @@ def test_frontend_matches_librosa_melspectrogram(variant, request):
     mel = LogmelFilterBank(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
     waves = [_wave(2.0, cfg.sample_rate, seed=2), np.zeros(cfg.sample_rate // 2, np.float32)]
     if os.environ.get("ESC50_ROOT"):
-        from audiosim.engine.audio import load_audio
+        from audiosim.engine.audio.decode import load_audio
 
         clip = sorted(glob.glob(str(request.getfixturevalue("esc50_root") / "audio" / "*.ogg")))[250]
         waves.append(load_audio(clip, sample_rate=cfg.sample_rate))
@@ -259,8 +259,8 @@ def test_frontend_matches_librosa_melspectrogram(variant, request):
 
 
 def test_fc_audioset_scores_per_window_with_the_audioset_names(embedder, official_state, tmp_path, ckpt):
-    from audiosim.engine.embedders.audioset_classes import audioset_names
-    from audiosim.engine.embedders.base import class_names_sha256
+    from audiosim.engine.models.embedders.audioset_classes import audioset_names
+    from audiosim.engine.models.embedders.base import class_names_sha256
 
     x = _wave(3.2, 32000, seed=3)
     frames, times, scores = embedder.embed_frames_with_scores(x)

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosim.engine.embedders import make_embedder
-from audiosim.engine.ingest import AUTO_PROCESS_MIN_FILES, MapperRecipe, auto_processes, index_folder, scan_folder
-from audiosim.engine.mappers import EmbedMapper
-from audiosim.engine.pipeline import ListSink, ProcessStage, ThreadStage, run_pipeline
-from audiosim.engine.pooling import PoolingSpec
-from audiosim.engine.store import Collection
+from audiosim.engine.models.embedders import make_embedder
+from audiosim.engine.ingest.indexer import AUTO_PROCESS_MIN_FILES, MapperRecipe, auto_processes, index_folder
+from audiosim.engine.audio.scan import scan_folder
+from audiosim.engine.ingest.mappers import EmbedMapper
+from audiosim.engine.ingest.pipeline import ListSink, ProcessStage, ThreadStage, run_pipeline
+from audiosim.engine.models.pooling import PoolingSpec
+from audiosim.engine.store.store import CollectionStore
 from audiosim.errors import AudiosimError, CollectionMismatchError
 
 SR = 16000
@@ -123,10 +124,10 @@ def test_index_folder_in_processes_equals_threads_and_resumes(demo_folder, tmp_p
     with pytest.raises(KeyboardInterrupt):
         index_folder(demo_folder, tmp_path / "procs", embedder="logmel", processes=2, flush_every=4,
                      on_file=stop_after_nine)
-    assert len(Collection.open(tmp_path / "procs")) == 8  # two committed parts of four
+    assert len(CollectionStore.open(tmp_path / "procs")) == 8  # two committed parts of four
     report = index_folder(demo_folder, tmp_path / "procs", processes=2, flush_every=4)
     assert report.unchanged == 8 and report.embedded == 12 and report.engine == "local (2 processes)"
-    a, b = Collection.open(tmp_path / "threads"), Collection.open(tmp_path / "procs")
+    a, b = CollectionStore.open(tmp_path / "threads"), CollectionStore.open(tmp_path / "procs")
     cols = ("path", "content_sha256", "offset_s", "duration_s", "label")
     assert a.records(cols) == b.records(cols)  # same ids in the same order, same metadata
     (ia, A), (ib, B) = a.embeddings(), b.embeddings()
@@ -134,7 +135,7 @@ def test_index_folder_in_processes_equals_threads_and_resumes(demo_folder, tmp_p
 
 
 def test_auto_processes_only_where_they_pay(monkeypatch):
-    from audiosim.engine import ingest
+    from audiosim.engine.ingest import indexer as ingest
 
     monkeypatch.setattr(ingest, "usable_cores", lambda: 4)
     assert auto_processes("auto", files=AUTO_PROCESS_MIN_FILES - 1) == 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.signal import savgol_filter
 
-from audiosim.engine.pooling import MU_SIGMA_DELTA_SWEEP, PoolingSpec, pool, savgol_delta
+from audiosim.engine.models.pooling import MU_SIGMA_DELTA_SWEEP, PoolingSpec, pool, savgol_delta
 from audiosim.errors import PoolingError
 
 FRAMES = np.array([[1.0, 0.0], [3.0, 4.0], [5.0, 8.0]], dtype=np.float32)
@@ -72,10 +72,7 @@ def test_single_frame_every_pooling_is_finite():
 def test_spec_round_trip_and_errors():
     s = PoolingSpec.parse("mu+delta", sg_window=7, sg_order=3, delta_reduce="std")
     assert PoolingSpec.from_dict(s.to_dict()) == s and s.name == "mu+delta"
-    for bad in ("", "mean", "mu+", "mu+foo"):
-        if bad == "mu+":
-            assert PoolingSpec.parse(bad).parts == ("mu",)
-            continue
+    for bad in ("", "mean", "mu+", "+mu", "mu++sigma", "mu+foo"):  # issue 18: "mu+" was accepted as "mu"
         with pytest.raises(PoolingError):
             PoolingSpec.parse(bad)
     with pytest.raises(PoolingError):

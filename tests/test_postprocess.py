@@ -104,8 +104,8 @@ def test_save_load_round_trip(tmp_path, X):
 
 
 def _collection(tmp_path, vectors):
-    from audiosim.engine.library import Collection
-    from audiosim.engine.store import Rows
+    from audiosim.engine.search.library import Collection
+    from audiosim.engine.store.store import Rows
 
     emb = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": vectors.shape[1], "window_s": 1.0, "hop_s": 0.5,
            "weights_sha256": None}
@@ -119,8 +119,8 @@ def _collection(tmp_path, vectors):
 
 def test_collection_records_and_search_applies_it(tmp_path, X):
     """The manifest records the spec; the saved index holds the fitted transform; searches run in that space."""
-    from audiosim.engine.indexing import ensure_index, load_for_search
-    from audiosim.engine.library import Collection
+    from audiosim.engine.store.indexing import ensure_index, load_for_search
+    from audiosim.engine.search.library import Collection
 
     coll = _collection(tmp_path, X)
     with coll.writer() as w:
@@ -143,3 +143,25 @@ def test_collection_records_and_search_applies_it(tmp_path, X):
     si = load_for_search(Collection.open(coll.root))
     assert si.postprocessor is None and not (coll.root / coll.manifest.index.dir / "postprocess.npz").exists()
     np.testing.assert_array_equal(si.transform(X[:2]), X[:2])
+
+
+def test_deleting_down_to_one_vector_with_postprocessing_keeps_the_collection_consistent(tmp_path, X):
+    """Issue 18: the delete committed, then ensure_index raised VectorIndexError and left the index stale.
+    ensure_index itself knows post-processing needs 2 vectors: it saves no index then, and says so."""
+    from audiosim.engine.store.indexing import ensure_index
+    from audiosim.engine.store.integrity import check_collection, repair_collection
+
+    coll = _collection(tmp_path, X[:5])
+    with coll.writer() as w:
+        w.set_fields(postprocess="center")
+        assert ensure_index(w) is not None
+    assert coll.delete(ids=[0, 1, 2, 3]) == 4  # no error
+    coll.refresh()
+    assert len(coll) == 1 and coll.manifest.index is None
+    report = check_collection(coll.root)
+    assert report.ok and not any("stale" in p.problem or "older" in p.problem for p in report.problems), report.problems
+    with coll.writer() as w:
+        assert ensure_index(w, force=True) is None
+    assert repair_collection(coll.root).ok
+    with pytest.raises(VectorIndexError, match="at least 2"):  # a search says why, typed
+        coll.searcher().search(vector=X[4], k=1)

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from audiosim.cli import main
-from audiosim.engine.ingest import index_folder
-from audiosim.engine.store import Collection
+from audiosim.engine.ingest.indexer import index_folder
+from audiosim.engine.store.store import CollectionStore
 from audiosim.files import is_under
 
 
@@ -36,7 +36,7 @@ def test_is_under_compares_path_components(path, root, expected):
 
 @pytest.fixture
 def siblings(tmp_path):
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     x = tmp_path / "x"
     write_demo_folder(x / "esc", per_kind=1, seed=1)
@@ -50,7 +50,7 @@ def siblings(tmp_path):
 
 
 def _files(coll) -> set[str]:
-    return set(Collection.open(coll).files())
+    return set(CollectionStore.open(coll).files())
 
 
 def test_prune_of_a_folder_leaves_its_prefix_sibling_alone(siblings):

@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audiosim.engine.ingest import IngestReport, MapperRecipe, index_folder, ingest_items, scan_folder
-from audiosim.engine.pooling import PoolingSpec
-from audiosim.engine.store import Collection
+from audiosim.engine.ingest.indexer import IngestReport, MapperRecipe, index_folder, ingest_items
+from audiosim.engine.audio.scan import scan_folder
+from audiosim.engine.models.pooling import PoolingSpec
+from audiosim.engine.store.store import CollectionStore
 from audiosim.errors import MissingDependencyError
 
 try:
@@ -55,7 +56,7 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """30 labelled synthetic sounds (5 kinds x 6, mixed formats) and two files that cannot be decoded."""
-    from audiosim.engine.synth import write_demo_folder
+    from audiosim.engine.audio.synth import write_demo_folder
 
     d = tmp_path_factory.mktemp("ray30")
     write_demo_folder(d, per_kind=6, seed=11)
@@ -66,13 +67,13 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local(folder, tmp_path_factory) -> Collection:
+def local(folder, tmp_path_factory) -> CollectionStore:
     root = tmp_path_factory.mktemp("local") / "c"
     index_folder(folder, root, embedder="logmel", pooling="mu+sigma", processes=0)
-    return Collection.open(root)
+    return CollectionStore.open(root)
 
 
-def by_path(coll: Collection) -> dict:
+def by_path(coll: CollectionStore) -> dict:
     """path -> (metadata row without id, vector bytes)."""
     ids, X = coll.embeddings()
     pos = {int(i): k for k, i in enumerate(ids)}
@@ -82,7 +83,7 @@ def by_path(coll: Collection) -> dict:
     return out
 
 
-def assert_same(a: Collection, b: Collection) -> None:
+def assert_same(a: CollectionStore, b: CollectionStore) -> None:
     pa_, pb = by_path(a), by_path(b)
     assert sorted(pa_) == sorted(pb) and len(pa_) == len(a) == len(b)
     for p in pa_:
@@ -111,7 +112,7 @@ class KillOnce:
 def test_ray_vectors_equal_the_local_engine_one_part_per_shard(ray_cluster, folder, local, tmp_path):
     report = index_folder(folder, tmp_path / "r", embedder="logmel", pooling="mu+sigma", engine="ray",
                           num_actors=2, flush_every=7)
-    coll = Collection.open(tmp_path / "r")
+    coll = CollectionStore.open(tmp_path / "r")
     assert report.engine == "ray (2 actors)" and report.embedded == 30 and len(coll) == 30
     assert_same(local, coll)
     assert len(coll.manifest.parts) == 5  # 32 files in shards of 7; the two failures store nothing
@@ -123,13 +124,13 @@ def test_ray_vectors_equal_the_local_engine_one_part_per_shard(ray_cluster, fold
 
 @needs_ray
 def test_a_killed_actor_is_restarted_and_its_shard_retried(ray_cluster, folder, local, tmp_path):
-    from audiosim.engine.ray_ingest import RayOptions, RayStage
+    from audiosim.engine.ingest.ray_engine import RayOptions, RayStage
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     items = list(scan_folder(folder).items)
     victim = Path(items[12].path).name
     marker = tmp_path / "killed"
-    coll = Collection.create(tmp_path / "k", embedder=local.embedder, embedder_options=local.manifest.embedder_options,
+    coll = CollectionStore.create(tmp_path / "k", embedder=local.embedder, embedder_options=local.manifest.embedder_options,
                              pooling=local.pooling)
     recipe = MapperRecipe(embedder="logmel", pooling=PoolingSpec.parse("mu+sigma"), expect=local.embedder)
     stage = RayStage(KillOnce(recipe, victim, str(marker)), options=RayOptions(num_actors=2, shard_files=8))
@@ -157,7 +158,7 @@ def test_a_stopped_driver_resumes_per_shard(ray_cluster, folder, local, tmp_path
     with pytest.raises(KeyboardInterrupt):
         index_folder(folder, root, embedder="logmel", pooling="mu+sigma", engine="ray", num_actors=2, flush_every=6,
                      on_file=stop_after_two_shards)
-    partial = Collection.open(root)
+    partial = CollectionStore.open(root)
     committed = len(partial)
     assert len(partial.manifest.parts) == 2  # two whole shards, nothing of the third
     assert committed in (10, 12)  # 12 files; the shard holding the two bad files stores 4 vectors
@@ -167,15 +168,15 @@ def test_a_stopped_driver_resumes_per_shard(ray_cluster, folder, local, tmp_path
     summary = json.loads(result.stdout)
     assert summary["unchanged"] == committed and summary["embedded"] == 30 - committed
     assert summary["engine"] == "ray (2 actors)"
-    assert_same(local, Collection.open(root))
+    assert_same(local, CollectionStore.open(root))
 
 
 @needs_ray
 def test_an_actor_with_other_weights_refuses_and_nothing_is_stored(ray_cluster, folder, local, tmp_path):
-    from audiosim.engine.ray_ingest import RayOptions, RayStage
+    from audiosim.engine.ingest.ray_engine import RayOptions, RayStage
     from audiosim.errors import CollectionMismatchError
 
-    coll = Collection.create(tmp_path / "w", embedder=local.embedder, pooling=local.pooling)
+    coll = CollectionStore.create(tmp_path / "w", embedder=local.embedder, pooling=local.pooling)
     other = type(local.embedder)(**{**local.embedder.to_dict(), "weights_sha256": "0" * 64})
     stage = RayStage(MapperRecipe(embedder="logmel", pooling=PoolingSpec.parse("mu+sigma"), expect=other),
                      options=RayOptions(num_actors=1, shard_files=16))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from audiosim.engine.regions import GROUP_MODES, Region, RegionError, group_hits, region_labels
+from audiosim.engine.search.regions import GROUP_MODES, Region, RegionError, group_hits, region_labels
 
 
 @dataclass(frozen=True)

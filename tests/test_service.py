@@ -23,7 +23,7 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import audiosim  # noqa: E402
-from audiosim.engine.synth import write_demo_folder  # noqa: E402
+from audiosim.engine.audio.synth import write_demo_folder  # noqa: E402
 from audiosim.service import ServeConfig, create_app  # noqa: E402
 from audiosim.service.errors import ServeConfigError  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_upload_ranks_same_kind_first_and_equals_python_api(client, searcher, qu
     assert hit["audio_url"] == f"/api/collections/demo/items/{hit['id']}/audio"
     assert hit["spectrogram_url"].endswith(f"/items/{hit['id']}/spectrogram.png")
     assert body["query"] == {"kind": "upload", "id": None, "ids": None, "file_name": queries[kind].name,
-                             "start_s": None, "end_s": None}
+                             "start_s": None, "end_s": None, "tag": None, "text": None}
     t = body["timing"]
     assert t["decode_ms"] > 0 and t["embed_ms"] > 0 and t["search_ms"] > 0 and t["queue_ms"] >= 0
     assert t["server_ms"] >= t["total_ms"] >= t["search_ms"]
@@ -138,6 +138,26 @@ def test_upload_time_range_is_the_library_time_range(client, searcher, queries):
     assert [h.score for h in whole] != [h.score for h in expected]  # the range did change the query
     assert_error(upload(client, queries["chirp"], start_s=60.0), 400)  # past the end of the clip
     assert_error(upload(client, queries["chirp"], start_s=1.0, end_s=0.5), 400)
+
+
+def test_upload_of_a_collection_file_skips_that_file_when_asked(client, searcher, demo, tmp_path):
+    """'Skip the query's own file' applies to an uploaded copy of a collection file (matched by content sha256)."""
+    import shutil
+
+    own = sorted(demo.glob("chirp/*.wav"))[0]
+    copy = tmp_path / "renamed.wav"  # another name, the same bytes
+    shutil.copyfile(own, copy)
+    own_ids = {int(i) for i, code in zip(searcher.items.ids, searcher.items.path_code)
+               if searcher.items.paths[code] == str(own.resolve())}
+    assert own_ids
+    kept = valid_search(upload(client, copy, k=5))["hits"]
+    assert kept[0]["id"] in own_ids and kept[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    skipped = valid_search(upload(client, copy, k=5, exclude_same_file="true"))["hits"]
+    assert len(skipped) == 5 and not own_ids & {h["id"] for h in skipped}
+    assert [h["id"] for h in skipped] == [h["id"] for h in kept if h["id"] not in own_ids][:4] + [skipped[4]["id"]]
+    fresh = write_demo_folder(tmp_path / "fresh", per_kind=1, seed=123)[0]
+    assert valid_search(upload(client, fresh, k=3, exclude_same_file="true"))["hits"] == \
+        valid_search(upload(client, fresh, k=3))["hits"]  # a clip not in the collection: nothing to skip
 
 
 def test_search_by_id_equals_python_api(client, searcher):
@@ -241,7 +261,7 @@ def test_non_audio_upload_is_415_json(client, tmp_path):
 def test_upload_too_large_is_413(coll_dir, tmp_path):
     import soundfile as sf
 
-    from audiosim.engine.synth import machine_hum
+    from audiosim.engine.audio.synth import machine_hum
 
     small = tmp_path / "small.wav"  # 0.8 s of 16-bit mono at 16 kHz: 25 kB, under the limit
     sf.write(small, machine_hum(duration_s=0.8, sr=16000), 16000, subtype="PCM_16")
@@ -335,6 +355,58 @@ def test_audio_of_segment_items_is_a_wav_of_exactly_the_segment(demo, tmp_path):
         part = c.get(meta["audio_url"], headers={"Range": "bytes=44-1043"})
         assert part.status_code == 206 and part.content == r.content[44:1044]
         assert part.headers["content-range"] == f"bytes 44-1043/{len(r.content)}"
+
+
+def test_region_hits_play_and_draw_the_whole_region(tmp_path, monkeypatch):
+    """A region hit's audio and picture cover its start..end (not 2 s of its best segment); spans are checked."""
+    import soundfile as sf
+    from PIL import Image
+
+    from audiosim.engine.audio import synth
+    from audiosim.service.media import SPECTROGRAM_SR, mono_at, read_span, spectrogram_png
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    x = 0.05 * synth.noise(duration_s=30.0, color="pink", rng=rng)  # synthetic: a chirp at 10-14 s in pink noise
+    x[16000 * 10:16000 * 14] += 0.8 * synth.chirp(f0=300, f1=4000, duration_s=4.0, rng=rng)
+    sf.write(folder / "field.wav", x.astype(np.float32), 16000)
+    query = tmp_path / "q.wav"
+    sf.write(query, x[16000 * 10:16000 * 14].astype(np.float32), 16000)
+    coll = tmp_path / "coll"
+    audiosim.index_folder(folder, coll, embedder="logmel", segment_s=2.0, segment_hop_s=1.0)
+    with TestClient(create_app(ServeConfig(collections=(("rec", coll),), warm=False))) as c:
+        best = valid_search(upload(c, query, name="rec", k=1))["hits"][0]
+        start, end = best["offset_s"], best["end_s"]
+        assert best["segments"] >= 2 and end - start >= 3.0 and start <= 10.5 and end >= 13.5
+        assert best["audio_url"].endswith(f"/audio?start={start!r}&end={end!r}")
+        r = c.get(best["audio_url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        got, sr = sf.read(io.BytesIO(r.content), dtype="float32")
+        assert sr == 16000 and len(got) == round((end - start) * sr)
+        np.testing.assert_allclose(got, x[round(start * sr):round(end * sr)], atol=2 / 32768)
+        part = c.get(best["audio_url"], headers={"Range": "bytes=0-99"})
+        assert part.status_code == 206 and part.content == r.content[:100]
+
+        png = c.get(best["spectrogram_url"])
+        assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (320, 96)
+        samples, rate = read_span(folder / "field.wav", offset_s=start, duration_s=end - start)
+        assert png.content == spectrogram_png(mono_at(samples, rate, SPECTROGRAM_SR), SPECTROGRAM_SR)  # the oracle
+        item = f"/api/collections/rec/items/{best['id']}"
+        assert c.get(f"{item}/spectrogram.png").content != png.content  # the best segment alone differs
+        assert c.get(f"{item}/spectrogram.png").headers["etag"] != png.headers["etag"]
+
+        whole = c.get(f"{item}/audio", params={"start": 28.5})  # start alone: to the end of the file
+        assert len(sf.read(io.BytesIO(whole.content))[0]) == round(1.5 * 16000)
+        assert len(sf.read(io.BytesIO(c.get(f"{item}/audio", params={"start": 29, "end": 700}).content))[0]) == 16000
+        monkeypatch.setattr("audiosim.service.routes.items.MAX_SPAN_S", 5.0)
+        for params, words in (({"start": 5, "end": 5}, "must be after start"), ({"start": 31, "end": 32}, "past the end"),
+                              ({"start": 1, "end": 7}, "at most 5 s")):
+            for route in ("audio", "spectrogram.png"):
+                r = c.get(f"{item}/{route}", params=params)
+                assert r.status_code == 400 and words in r.json()["error"]["message"], (params, r.status_code)
+        assert c.get(f"{item}/audio", params={"start": -1, "end": 2}).status_code == 422
+        assert c.get(f"{item}/audio", params={"start": "nan", "end": 2}).status_code == 422
 
 
 def test_spectrogram_png_sized_and_cached(client):
@@ -486,6 +558,7 @@ def test_page_docs_and_health(client):
     assert 'src="static/app.js"' in page.text and 'href="static/style.css"' in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
+    assert "`audiosim " not in client.get("/static/app.js").text  # the page tells web users no command to run
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     for path in ("/api/collections", "/api/collections/{name}", "/api/collections/{name}/search",
@@ -497,6 +570,28 @@ def test_page_docs_and_health(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["collections"] == {"demo": client.get("/api/collections/demo").json()["revision"]}
     assert_error(client.get("/api/no/such/thing"), 404, "not_found")
+
+
+def test_docs_and_redoc_are_served_without_a_cdn(client):
+    """/docs and /redoc load their scripts from this server (fastapi-offline's copies), so they work offline."""
+    import re
+
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = client.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text) + re.findall(r"url: '([^']+)'", r.text)
+        assert any(u.endswith(script) for u in urls), urls
+        assert not [u for u in urls if "//" in u], urls  # nothing from another host
+        for u in urls:
+            asset = client.get(u)
+            assert asset.status_code == 200 and asset.content, u
+    for page in ("/", "/docs", "/redoc"):  # the browser may load nothing from elsewhere (ReDoc's CDN logo included)
+        assert "default-src 'self'" in client.get(page).headers["content-security-policy"]
+    assert "content-security-policy" not in client.get("/api/collections").headers
+    assert "googleapis" not in client.get("/redoc").text
+    assert '"validatorUrl": null' in client.get("/docs").text  # Swagger UI's badge would call validator.swagger.io
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
 
 
 def test_metrics_exposition(client, queries):
@@ -531,7 +626,7 @@ def test_segment_collections_answer_regions_and_tag_collections_tags(tmp_path, y
     from fastapi.testclient import TestClient
 
     import audiosim
-    from audiosim.engine import synth
+    from audiosim.engine.audio import synth
     from audiosim.service.app import create_app
     from audiosim.service.config import ServeConfig
 
@@ -557,3 +652,92 @@ def test_segment_collections_answer_regions_and_tag_collections_tags(tmp_path, y
         assert tagged and all(best["tags"][0]["name"] in {t["name"] for t in h["tags"]} for h in tagged)
         bad = client.post("/api/collections/rec/search", json={"id": sid, "tag": "Sine wav"})
         assert bad.status_code == 400 and "Sine wave" in bad.json()["error"]["message"]
+
+
+def test_tags_over_http(tmp_path, yamnet_tflite, client):
+    """Tag-only search ({"tag": "Dog"} works), the tag list the page suggests from, and errors for any client."""
+    import soundfile as sf
+
+    from audiosim.engine.audio import synth
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for n, kind in enumerate(("chirp", "noise", "tone")):  # synthetic clips
+        wave = {"chirp": lambda: synth.chirp(f0=300, f1=4000, duration_s=2.0, rng=rng),
+                "noise": lambda: 0.3 * synth.noise(duration_s=2.0, color="white", rng=rng),
+                "tone": lambda: 0.5 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)}[kind]()
+        sf.write(folder / f"{kind}{n}.wav", np.asarray(wave, np.float32), 16000)
+    coll = tmp_path / "coll"
+    audiosim.index_folder(folder, coll, embedder="yamnet", weights=yamnet_tflite)
+    with TestClient(create_app(ServeConfig(collections=(("tagged", coll),), warm=False))) as c:
+        listing = c.get("/api/collections/tagged/tags")
+        assert listing.status_code == 200
+        body = listing.json()
+        assert body["tagged"] is True and len(body["classes"]) == 521 and "Dog" in body["classes"]
+        counts = [t["count"] for t in body["tags"]]
+        assert body["tags"] and counts == sorted(counts, reverse=True) and all(n >= 1 for n in counts)
+        top = body["tags"][0]["name"]
+
+        ranked = valid_search(c.post("/api/collections/tagged/search", json={"tag": top.upper(), "k": 3}))
+        assert ranked["query"] == {"kind": "tag", "id": None, "ids": None, "file_name": None, "start_s": None,
+                                   "end_s": None, "tag": top.upper(), "text": None}
+        hits = ranked["hits"]
+        assert hits and all(top in {t["name"] for t in h["tags"]} for h in hits)
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        assert hits[0]["score"] == pytest.approx(next(t["score"] for t in hits[0]["tags"] if t["name"] == top))
+        dog = c.post("/api/collections/tagged/search", json={"tag": "Dog"})
+        assert dog.status_code == 200 and dog.json()["query"]["kind"] == "tag"
+
+        bad = c.post("/api/collections/tagged/search", json={"tag": "Sine wav"})
+        assert_error(bad, 400, "unknown_tag")
+        err = bad.json()["error"]
+        assert "Sine wave" in err["suggestions"] and "Sine wave" in err["message"]
+        assert "/api/collections/tagged/tags" in err["message"] and "`audiosim" not in err["message"]
+        assert_error(c.post("/api/collections/tagged/search", json={"k": 3}), 400)
+        assert "a tag alone" in c.post("/api/collections/tagged/search", json={"k": 3}).json()["error"]["message"]
+
+    untagged = client.post("/api/collections/demo/search", json={"tag": "Dog"})
+    assert_error(untagged, 400, "bad_request")
+    assert "stores no classifier tags" in untagged.json()["error"]["message"]
+    assert "`audiosim" not in untagged.json()["error"]["message"]
+    assert client.get("/api/collections/demo/tags").json() == {"collection": "demo", "tagged": False, "min_score": 0.2,
+                                                               "tags": [], "classes": []}
+
+
+# ---------------------------------------------------------------- issue 18: hostile numbers and bodies
+@pytest.mark.parametrize("body", [
+    b'{"id": 1, "max_duration_s": Infinity}',
+    b'{"id": 1, "min_duration_s": NaN}',
+    b'{"vector": [NaN, 1.0]}',
+    b'{"id": 9223372036854775808}',
+    b'{"ids": [1, 18446744073709551616]}',
+    b'{"id": -1}',
+])
+def test_search_refuses_nan_inf_and_ids_beyond_int64(client, body):
+    r = client.post("/api/collections/demo/search", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("fields", [{"start_s": "nan"}, {"end_s": "inf"}, {"start_s": "1", "end_s": "nan"},
+                                    {"max_duration_s": "inf"}])
+def test_upload_search_refuses_nan_and_inf_times(client, queries, fields):
+    r = upload(client, queries["tone"], **fields)
+    assert r.status_code in (400, 422), r.text
+
+
+@pytest.mark.parametrize("item", ["9223372036854775808", "18446744073709551616", "-1"])
+def test_item_ids_beyond_int64_are_a_clear_4xx(client, item):
+    for url in (f"/api/collections/demo/items/{item}", f"/api/collections/demo/items/{item}/audio"):
+        r = client.get(url)
+        assert 400 <= r.status_code < 500 and r.json()["error"]["message"], r.text
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_a_deeply_nested_json_body_is_a_clear_4xx_not_a_500(client, depth):
+    """Issue 18: a body nested 1,000 deep raised RecursionError: 500."""
+    body = b'{"id": 1, "label": ' + b"[" * depth + b"]" * depth + b"}"
+    r = client.post("/api/collections/demo/search", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert "nested" in r.json()["error"]["message"]

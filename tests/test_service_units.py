@@ -67,6 +67,46 @@ def test_serve_command_refuses_public_host_without_token(tmp_path):
     assert isinstance(result.exception, ServeConfigError) and "--token" in str(result.exception)
 
 
+def test_check_port_names_the_option(tmp_path):
+    import socket
+
+    from audiosim.service.config import check_port
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(ServeConfigError, match=f"port {port} on 127.0.0.1 is already in use.*--port N"):
+            check_port("127.0.0.1", port)
+    check_port("127.0.0.1", port)  # free again once the other listener is closed
+    with pytest.raises(ServeConfigError, match="--host"):
+        check_port("no-such-host.invalid", port)
+
+
+def test_serve_on_a_busy_port_says_so_before_serving(tmp_path):
+    """`audiosim serve` on a taken port: one line naming --port, exit 2, and no 'serving ...' line first."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import audiosim
+
+    repo_parent = str(Path(audiosim.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=repo_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "audiosim", "serve", "--collection", f"c={tmp_path}",
+                              "--port", str(port)], capture_output=True, text=True, timeout=120, env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, out
+    assert f"port {port} on 127.0.0.1 is already in use" in out and "--port" in out
+    assert "serving" not in out and "Traceback" not in out and "loading" not in out
+
+
 # ---------------------------------------------------------------- ranges
 @pytest.mark.parametrize("header, expected", [
     (None, None), ("", None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 999)), ("bytes=-100", (900, 999)),

@@ -25,7 +25,7 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import audiosim  # noqa: E402
-from audiosim.engine.synth import write_demo_folder  # noqa: E402
+from audiosim.engine.audio.synth import write_demo_folder  # noqa: E402
 from audiosim.service import ServeConfig, create_app  # noqa: E402
 
 REPO_PARENT = Path(audiosim.__file__).resolve().parent.parent
@@ -140,3 +140,52 @@ def test_index_job_and_delete_with_allow_write(staged):
         assert client.delete(f"/api/collections/c/items/{victim}").status_code == 404
         hits = client.post("/api/collections/c/search", json={"id": 0, "k": 20}).json()["hits"]
         assert victim not in {h["id"] for h in hits} and len(hits) == 19
+
+
+def test_a_file_symlink_under_root_pointing_outside_is_neither_indexed_nor_served(staged, tmp_path):
+    """Issue 18: a *file* symlink inside --root that points outside it was indexed by a service job and then served."""
+    staging, served, coll = staged
+    root = served.parent
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.wav"
+    shutil.copy(next((staging / "hum").glob("*.wav")), secret)
+    shutil.copytree(staging / "hum", root / "more" / "hum")
+    (root / "more" / "hum" / "link.wav").symlink_to(secret)
+    app = create_app(ServeConfig(collections=(("c", coll),), allow_write=True, root=root, warm=False))
+    with TestClient(app) as client:
+        r = client.post("/api/collections/c/index", json={"folder": "more"})
+        assert r.status_code == 202, r.text
+        done = _wait_job(client, r.json()["id"])
+        assert done["state"] == "done", done
+        assert done["result"]["new"] == 4  # the four real files, not the link
+        assert any("link.wav" in s["path"] and "outside" in s["message"] for s in done["result"]["skipped"]), done
+        assert not any(p.endswith("link.wav") for p in audiosim.open_collection(coll).files())
+
+    # a collection that holds such a link already (indexed by an older version): its audio is refused
+    audiosim.index_folder(root / "more", coll, embedder="logmel")
+    items = audiosim.open_collection(coll).searcher().items
+    linked = int(next(i for i, c in zip(items.ids, items.path_code) if items.paths[c].endswith("link.wav")))
+    with TestClient(create_app(ServeConfig(collections=(("c", coll),), allow_write=True, root=root, warm=False))) as client:
+        for url in (f"/api/collections/c/items/{linked}/audio", f"/api/collections/c/items/{linked}/spectrogram.png"):
+            r = client.get(url)
+            assert r.status_code == 403 and "outside" in r.json()["error"]["message"], r.text
+
+
+def test_an_index_job_without_label_from_keeps_the_folder_s_remembered_label_source(tmp_path):
+    """Issue 21 item 6 over HTTP: a folder indexed with label_from='none' stays unlabelled when a job adds files."""
+    root = tmp_path / "root"
+    staging = tmp_path / "staging"
+    write_demo_folder(staging, per_kind=2, seed=3)
+    served = root / "sounds"
+    shutil.copytree(staging / "tone", served / "tone")
+    coll = tmp_path / "coll"
+    audiosim.index_folder(served, coll, embedder="logmel", label_from="none")
+    shutil.copytree(staging / "chirp", served / "chirp")
+    app = create_app(ServeConfig(collections=(("c", coll),), allow_write=True, root=root, warm=False))
+    with TestClient(app) as client:
+        r = client.post("/api/collections/c/index", json={"folder": "sounds"})
+        assert r.status_code == 202, r.text
+        assert _wait_job(client, r.json()["id"])["state"] == "done"
+    labels = {h.label for h in audiosim.open_collection(coll).searcher().search(clip=next((served / "chirp").glob("*.wav")), k=10)}
+    assert labels == {None}

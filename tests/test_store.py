@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from audiosim.engine.store import Collection, Rows
+from audiosim.engine.store.store import CollectionStore, Rows
 from audiosim.errors import CollectionError, CollectionMismatchError
 
 EMB = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": 4, "window_s": 1.0, "hop_s": 0.5, "weights_sha256": "ab" * 32}
@@ -34,7 +34,7 @@ def _delete(coll, ids) -> int:
 
 @pytest.fixture
 def coll(tmp_path):
-    return Collection.create(tmp_path / "c", embedder=EMB, embedder_options={}, pooling=POOL, metric="cosine")
+    return CollectionStore.create(tmp_path / "c", embedder=EMB, embedder_options={}, pooling=POOL, metric="cosine")
 
 
 def test_round_trip_is_lossless(coll, rng):
@@ -42,7 +42,7 @@ def test_round_trip_is_lossless(coll, rng):
     ids1 = coll.append(r1)
     ids2 = coll.append(r2)
     assert ids1.tolist() == [0, 1, 2, 3, 4] and ids2.tolist() == [5, 6, 7]
-    reopened = Collection.open(coll.root)
+    reopened = CollectionStore.open(coll.root)
     ids, X = reopened.embeddings()
     assert ids.tolist() == list(range(8)) and X.dtype == np.float32
     np.testing.assert_array_equal(X, np.concatenate([r1.embedding, r2.embedding]))  # bit-exact
@@ -61,7 +61,8 @@ def test_schema_and_metadata(coll, rng):
     assert str(schema.field("embedding").type) == "fixed_size_list<element: float>[4]"
     assert schema.field("label").nullable
     meta = json.loads(schema.metadata[b"audiosim"])
-    assert meta["embedder"] == EMB and meta["pooling"] == POOL and "audiosim_version" in meta
+    # the pooling record always names skip_silence (an old one without it reads as "silence kept")
+    assert meta["embedder"] == EMB and meta["pooling"] == {**POOL, "skip_silence": False} and "audiosim_version" in meta
     manifest = json.loads((coll.root / "collection.json").read_text())
     assert manifest["embedder"]["weights_sha256"] == EMB["weights_sha256"] and manifest["count"] == 2
 
@@ -73,14 +74,14 @@ def test_schema_and_metadata(coll, rng):
     {"pooling": {**POOL, "name": "mu+sigma"}},
 ])
 def test_mixing_is_refused(coll, change):
-    from audiosim.engine.embedders.base import EmbedderInfo
-    from audiosim.engine.pooling import PoolingSpec
+    from audiosim.engine.models.embedders.base import EmbedderInfo
+    from audiosim.engine.models.pooling import PoolingSpec
 
     kwargs = {"embedder": EMB, "pooling": POOL, **change}
     with pytest.raises(CollectionMismatchError, match="refusing to mix"):
-        Collection.open(coll.root).check_compatible(embedder=EmbedderInfo(**kwargs["embedder"]),
+        CollectionStore.open(coll.root).check_compatible(embedder=EmbedderInfo(**kwargs["embedder"]),
                                                     pooling=PoolingSpec.from_dict(kwargs["pooling"]))
-    Collection.open(coll.root).check_compatible(embedder=EmbedderInfo(**EMB), pooling=PoolingSpec.from_dict(POOL))
+    CollectionStore.open(coll.root).check_compatible(embedder=EmbedderInfo(**EMB), pooling=PoolingSpec.from_dict(POOL))
 
 
 def test_wrong_dim_refused(coll, rng):
@@ -97,9 +98,9 @@ def test_delete_and_replace_keep_ids_stable(coll, rng):
     assert ids.tolist() == [0, 2] and len(coll) == 2
     new = coll.append(_rows(1, rng, prefix="h"), replacing=[0])
     assert new.tolist() == [4]  # ids are never reused
-    assert Collection.open(coll.root).embeddings()[0].tolist() == [2, 4]
+    assert CollectionStore.open(coll.root).embeddings()[0].tolist() == [2, 4]
     # on disk: the parts of the current revision and of the one before it (readers may still hold it), nothing else
-    before = Collection.open(coll.root).manifest
+    before = CollectionStore.open(coll.root).manifest
     coll.append(_rows(1, rng, prefix="i"))
     on_disk = {f"parts/{p.name}" for p in (coll.root / "parts").glob("*.parquet")}
     assert on_disk == set(before.part_names()) | set(coll.manifest.part_names())
@@ -108,17 +109,17 @@ def test_delete_and_replace_keep_ids_stable(coll, rng):
 def test_orphan_part_from_interrupted_write_is_ignored(coll, rng):
     coll.append(_rows(2, rng))
     (coll.root / "parts" / "part-9999999999999-deadbeef.parquet").write_bytes(b"half written")
-    assert len(Collection.open(coll.root).embeddings()[0]) == 2
+    assert len(CollectionStore.open(coll.root).embeddings()[0]) == 2
     coll.append(_rows(1, rng, prefix="z"))  # next write removes the orphan
     assert not (coll.root / "parts" / "part-9999999999999-deadbeef.parquet").exists()
 
 
 def test_open_errors(tmp_path):
     with pytest.raises(CollectionError, match="audiosim index"):
-        Collection.open(tmp_path)
+        CollectionStore.open(tmp_path)
     (tmp_path / "collection.json").write_text("{not json")
     with pytest.raises(CollectionError, match="corrupt"):
-        Collection.open(tmp_path)
+        CollectionStore.open(tmp_path)
 
 
 def test_non_finite_refused(coll, rng):
@@ -131,20 +132,20 @@ def test_non_finite_refused(coll, rng):
 # ---------------------------------------------------------------------- issue 11: one writer, snapshots, integrity
 def test_create_exist_ok_opens_what_another_process_created(tmp_path, rng):
     """Two `index` runs starting at once: the second create opens the first's collection (same settings)."""
-    first = Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine")
+    first = CollectionStore.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine")
     first.append(_rows(2, rng))
-    again = Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine", exist_ok=True)
+    again = CollectionStore.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine", exist_ok=True)
     assert len(again) == 2 and again.revision == first.revision
     with pytest.raises(CollectionError, match="already holds"):
-        Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine")
+        CollectionStore.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="cosine")
     with pytest.raises(CollectionMismatchError, match="metric"):
-        Collection.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="euclidean", exist_ok=True)
+        CollectionStore.create(tmp_path / "c", embedder=EMB, pooling=POOL, metric="euclidean", exist_ok=True)
 
 
 def test_lock_refuses_nan_wait_and_names_an_unwritable_folder(tmp_path, monkeypatch):
     import os
 
-    from audiosim.engine.lock import WriterLock
+    from audiosim.engine.store.lock import WriterLock
 
     with pytest.raises(CollectionError, match="--wait"):
         WriterLock(tmp_path, wait=float("nan"))
@@ -181,14 +182,14 @@ def test_writer_removes_temporary_files_and_leaves_unknown_files(coll, rng):
 
 def test_reader_snapshot_survives_commits_that_retire_its_parts(coll, rng):
     coll.append(_rows(4, rng))
-    reader = Collection.open(coll.root)  # revision r
+    reader = CollectionStore.open(coll.root)  # revision r
     _delete(coll, [0])  # r + 1: the part is rewritten; the old one is kept for readers of r
     assert reader.read_table(["path"]).num_rows == 4  # still the snapshot of r
     _delete(coll, [1])  # r + 2: the part of r is gone from disk
     t = reader.read_table(["path"])  # the reader refreshes and retries
     assert t.num_rows == 2 and reader.revision == coll.revision
     coll.append(_rows(3, rng, prefix="z"))  # ids 4..6 in a second part
-    stale = Collection.open(coll.root)
+    stale = CollectionStore.open(coll.root)
     batches = stale.iter_batches(["path"], batch_rows=100)
     assert next(batches).num_rows == 2  # the first part is read; the second is retired by two commits
     _delete(coll, [4])
@@ -212,7 +213,7 @@ def test_a_swapped_part_of_the_same_size_is_caught_on_read(coll, rng):
     from audiosim.errors import CorruptCollectionError
 
     with pytest.raises(CorruptCollectionError, match="holds ids 3..5, the manifest says 0..2"):
-        Collection.open(coll.root).embeddings()
+        CollectionStore.open(coll.root).embeddings()
 
 
 def test_a_full_disk_keeps_the_previous_revision(coll, rng, monkeypatch):
@@ -221,7 +222,7 @@ def test_a_full_disk_keeps_the_previous_revision(coll, rng, monkeypatch):
     import pyarrow.parquet as pq_mod
 
     coll.append(_rows(2, rng))
-    before = Collection.open(coll.root).manifest
+    before = CollectionStore.open(coll.root).manifest
 
     def full(table, where, **kw):
         open(where, "wb").write(b"partial")
@@ -231,18 +232,18 @@ def test_a_full_disk_keeps_the_previous_revision(coll, rng, monkeypatch):
     with pytest.raises(CollectionError, match="No space left on device.*revision 1 is intact"):
         coll.append(_rows(2, rng, prefix="n"))
     monkeypatch.undo()
-    assert Collection.open(coll.root).manifest == before
+    assert CollectionStore.open(coll.root).manifest == before
     assert not list((coll.root / "parts").glob(".*.tmp"))
-    import audiosim.files as files
+    import audiosim.engine.store.store as store_mod  # the store writes its manifest through the name it imported
 
     def full_json(*a, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(files, "write_json_atomic", full_json)
+    monkeypatch.setattr(store_mod, "write_json_atomic", full_json)
     with pytest.raises(CollectionError, match="previous revision is intact"):
         coll.append(_rows(2, rng, prefix="m"))
     monkeypatch.undo()
-    assert Collection.open(coll.root).manifest == before
+    assert CollectionStore.open(coll.root).manifest == before
     coll.append(_rows(1, rng, prefix="o"))  # the orphan part of the failed commit is collected
     on_disk = {f"parts/{p.name}" for p in (coll.root / "parts").glob("*.parquet")}
     assert on_disk == set(before.part_names()) | set(coll.manifest.part_names())
@@ -257,7 +258,7 @@ def test_a_full_disk_keeps_the_previous_revision(coll, rng, monkeypatch):
     ({"extra": "text"}, "field 'extra'"),
 ])
 def test_manifest_validation_names_the_field_and_the_fix(coll, rng, change, message):
-    from audiosim.engine.manifest import Manifest, ManifestError
+    from audiosim.engine.store.manifest import Manifest, ManifestError
 
     coll.append(_rows(3, rng))
     d = json.loads((coll.root / "collection.json").read_text())

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiosim.engine.embedders import get_embedder
-from audiosim.engine.embedders.audioset_classes import audioset_names, yamnet_names
-from audiosim.engine.embedders.base import NoClassifierHeadError, class_names_sha256
-from audiosim.engine.tags import (ClassMap, Tag, TagDataError, UnknownTagError, has_tag, pool_scores, rank_by_tag,
+from audiosim.engine.models.embedders import get_embedder
+from audiosim.engine.models.embedders.audioset_classes import audioset_names, yamnet_names
+from audiosim.engine.models.embedders.base import NoClassifierHeadError, class_names_sha256
+from audiosim.engine.models.tags import (ClassMap, Tag, TagDataError, UnknownTagError, has_tag, pool_scores, rank_by_tag,
                                   shared_tags, tag_counts, tag_score, tags_from_arrow, tags_to_arrow, top_tags)
 from audiosim.errors import AudiosimError
 

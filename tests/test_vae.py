@@ -12,12 +12,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from audiosim.engine import synth  # noqa: E402
-from audiosim.engine.vae.data import (  # noqa: E402
+from audiosim.engine.audio import synth  # noqa: E402
+from audiosim.engine.training.vae_data import (  # noqa: E402
     LOG_OFFSET, LogMelSet, MelConfig, Normalizer, WindowSampler, crop_ranges, load_logmels, log_mel, window_index,
     windows,
 )
-from audiosim.engine.vae.model import (  # noqa: E402
+from audiosim.engine.models.vae.model import (  # noqa: E402
     GLUConvVAE, VAEConfig, beta_at, gaussian_nll, kl_standard_normal, load_checkpoint, save_checkpoint, vae_loss,
 )
 from audiosim.errors import AudiosimError, TrainingError, WeightsFormatError, WeightsNotFoundError  # noqa: E402
@@ -40,7 +40,7 @@ def tiny_set() -> LogMelSet:
 
 
 def _train_cfg(**kw):
-    from audiosim.engine.vae.train import TrainConfig
+    from audiosim.engine.training.vae_train import TrainConfig
 
     base = dict(epochs=2, batch_size=8, lr=2e-3, beta=1.0, warmup_epochs=10, val_fraction=0.2, seed=3,
                 random_crop=True, crops_per_clip=4, progress=False)
@@ -50,7 +50,7 @@ def _train_cfg(**kw):
 
 @pytest.fixture(scope="module")
 def trained(tiny_set, tmp_path_factory):
-    from audiosim.engine.vae.train import train_vae
+    from audiosim.engine.training.vae_train import train_vae
 
     out = tmp_path_factory.mktemp("vae_run")
     return train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(), out_dir=out)
@@ -181,7 +181,7 @@ def test_tiny_training_loss_falls_without_nan(trained):
 
 
 def test_outputs_written(trained):
-    from audiosim.engine.weights import sha256_file
+    from audiosim.engine.models.weights import sha256_file
 
     out = trained.checkpoint.parent
     assert trained.sha256 == sha256_file(trained.checkpoint)
@@ -196,7 +196,7 @@ def test_outputs_written(trained):
 
 
 def test_seed_determinism(tiny_set, trained, tmp_path):
-    from audiosim.engine.vae.train import train_vae
+    from audiosim.engine.training.vae_train import train_vae
 
     again = train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(), out_dir=tmp_path / "a")
     m1, _ = load_checkpoint(trained.checkpoint)
@@ -210,7 +210,7 @@ def test_seed_determinism(tiny_set, trained, tmp_path):
 
 
 def test_kfold_curves(tiny_set, tmp_path):
-    from audiosim.engine.vae.train import train_vae
+    from audiosim.engine.training.vae_train import train_vae
 
     res = train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(epochs=1, folds=3, crops_per_clip=1),
                     out_dir=tmp_path)
@@ -221,7 +221,7 @@ def test_kfold_curves(tiny_set, tmp_path):
 
 
 def test_bad_training_configuration():
-    from audiosim.engine.vae.train import TrainConfig, train_vae
+    from audiosim.engine.training.vae_train import TrainConfig, train_vae
 
     with pytest.raises(TrainingError):
         TrainConfig(val_fraction=1.0)
@@ -232,7 +232,7 @@ def test_bad_training_configuration():
 
 # ------------------------------------------------------------------ embedder
 def test_checkpoint_round_trip_gives_identical_mu_z(trained, tiny_set):
-    from audiosim.engine.embedders import get_embedder
+    from audiosim.engine.models.embedders import get_embedder
 
     emb = get_embedder("vae", weights=str(trained.checkpoint))
     assert emb.info.dim == 4 and emb.info.weights_sha256 == trained.sha256
@@ -261,8 +261,8 @@ def test_checkpoint_round_trip_gives_identical_mu_z(trained, tiny_set):
 
 
 def test_checkpoint_carries_default_features(tiny_set, tmp_path):
-    from audiosim.engine.embedders import get_embedder
-    from audiosim.engine.vae.train import train_vae
+    from audiosim.engine.models.embedders import get_embedder
+    from audiosim.engine.training.vae_train import train_vae
 
     res = train_vae(tiny_set, mel=TINY_MEL, model_cfg=TINY_MODEL, cfg=_train_cfg(epochs=1), out_dir=tmp_path,
                     features="mu+enc4")
@@ -275,7 +275,7 @@ def test_checkpoint_carries_default_features(tiny_set, tmp_path):
 
 
 def test_missing_or_foreign_weights(tmp_path, monkeypatch):
-    from audiosim.engine.embedders import get_embedder
+    from audiosim.engine.models.embedders import get_embedder
 
     monkeypatch.setenv("AUDIOSIM_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("AUDIOSIM_CACHE", str(tmp_path / "cache"))
@@ -290,7 +290,7 @@ def test_missing_or_foreign_weights(tmp_path, monkeypatch):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(WeightsFormatError, match="not an audiosim VAE"):
         get_embedder("vae", weights=str(tmp_path / "other.pt"))
-    from audiosim.engine.embedders.vae import parse_features
+    from audiosim.engine.models.embedders.vae import parse_features
 
     assert parse_features("enc+mu", 2) == ("enc1", "enc2", "mu")
     for bad in ("mu+wat", "mu+mu", "enc3", "", "mu++enc1"):
@@ -312,8 +312,8 @@ def test_save_load_checkpoint_preserves_batchnorm_statistics(tmp_path):
 
 
 def test_light_modules_do_not_import_torch():
-    code = ("import sys; import audiosim.cli, audiosim.commands.vae, audiosim.engine.vae.data, "
-            "audiosim.engine.embedders.vae; sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = ("import sys; import audiosim.cli, audiosim.commands.vae, audiosim.engine.training.vae_data, "
+            "audiosim.engine.models.embedders.vae; sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -341,7 +341,7 @@ def test_cli_trains_and_indexes(demo_folder, tmp_path):
     r = runner.invoke(main, ["query", str(next(demo_folder.rglob("tone_00.*"))), "--collection", str(coll), "-k", "3",
                              "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["results"][0]["path"].endswith(("tone_00.wav", "tone_00.flac", "tone_00.ogg"))
+    assert json.loads(r.output)["queries"][0]["results"][0]["path"].endswith(("tone_00.wav", "tone_00.flac", "tone_00.ogg"))
     # retrain from the collection's files
     r = runner.invoke(main, ["vae", "train", "--collection", str(coll), "--out", str(tmp_path / "c2")] + tiny)
     assert r.exit_code == 0, r.output

@@ -15,11 +15,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from audiosim.engine import weights as wts  # noqa: E402
-from audiosim.engine.embedders import get_embedder  # noqa: E402
-from audiosim.engine.embedders.vggish import VggishPostprocessor, resolve_vggish_weights  # noqa: E402
-from audiosim.engine.embedders.vggish_frontend import MIN_SAMPLES, VggishFrontend, mel_matrix  # noqa: E402
-from audiosim.engine.embedders.vggish_model import VARIABLES  # noqa: E402
+from audiosim.engine.models import weights as wts  # noqa: E402
+from audiosim.engine.models.embedders import get_embedder  # noqa: E402
+from audiosim.engine.models.embedders.vggish import VggishPostprocessor, resolve_vggish_weights  # noqa: E402
+from audiosim.engine.models.embedders.vggish_frontend import MIN_SAMPLES, VggishFrontend, mel_matrix  # noqa: E402
+from audiosim.engine.models.embedders.vggish_model import VARIABLES  # noqa: E402
 from audiosim.errors import WeightsFormatError, WeightsNotFoundError  # noqa: E402
 
 SR = 16000
@@ -230,7 +230,7 @@ def test_mel_matrix_is_htk_triangles_with_zero_dc():
 
 def test_frontend_matches_tensorflow_signal_float(esc50_root):
     """The TF-Hub VGGish computes its front end with tf.signal in float32: agreement to 1e-5 of the peak."""
-    from audiosim.engine.audio import load_audio
+    from audiosim.engine.audio.decode import load_audio
 
     fe = VggishFrontend()
     m_tf = tf.signal.linear_to_mel_weight_matrix(64, 257, SR, 125.0, 7500.0).numpy()
@@ -249,7 +249,7 @@ def test_frontend_matches_yamnet_tflite_logmel_on_esc50(yamnet_tflite, esc50_roo
     are quantised), so exact agreement is impossible; measured on these 8 clips: linear mel error
     <= 1.3 % of the clip's peak band energy, median |delta log-mel| on non-silent frames <= 0.018,
     and a one-frame misalignment makes that median >= 16x larger. Asserted with margin: 5 %, 0.05, 4x."""
-    from audiosim.engine.audio import load_audio
+    from audiosim.engine.audio.decode import load_audio
 
     interp = tf.lite.Interpreter(model_path=str(yamnet_tflite))
     inp = interp.get_input_details()[0]["index"]

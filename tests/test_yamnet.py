@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiosim.engine.embedders import get_embedder
-from audiosim.engine.embedders.yamnet import resolve_yamnet_weights
+from audiosim.engine.models.embedders import get_embedder
+from audiosim.engine.models.embedders.yamnet import resolve_yamnet_weights
 from audiosim.errors import WeightsFormatError
 
 SR = 16000
@@ -39,7 +39,7 @@ def test_frame_count_and_info(yamnet, yamnet_tflite):
     frames, times = yamnet.embed_frames(np.zeros(5 * SR, np.float32))
     assert frames.shape == (10, 1024)  # 5 s -> 10 windows of 0.96 s at 0.48 s hop
     np.testing.assert_allclose(times, np.arange(10) * 0.48)
-    from audiosim.engine.weights import sha256_file
+    from audiosim.engine.models.weights import sha256_file
 
     assert yamnet.info.weights_sha256 == sha256_file(yamnet_tflite) and yamnet.info.version == "1/tflite"
 
@@ -118,7 +118,7 @@ def test_scores_come_from_the_same_pass_as_the_embeddings(yamnet, sine):
 def test_class_map_beside_weights_builtin_and_option(yamnet, yamnet_tflite, tmp_path):
     import csv
 
-    from audiosim.engine.embedders.base import class_names_sha256
+    from audiosim.engine.models.embedders.base import class_names_sha256
 
     with open(yamnet_tflite.parent / "yamnet_class_map.csv", newline="") as f:
         official = [row["display_name"] for row in csv.DictReader(f)]

@@ -1,16 +1,26 @@
-"""``GET /api/collections`` and ``GET /api/collections/{name}``."""
+"""``GET /api/collections``, ``GET /api/collections/{name}`` and its ``tags`` (what the tag box suggests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from audiosim.service.catalog import ServedCollection
 from audiosim.service.context import ServiceContext, base_path
 from audiosim.service.routes.deps import context, served
-from audiosim.service.schemas import CollectionInfo, CollectionList, CollectionSummary, EmbedderOut, LabelCount
+from audiosim.engine.models.tags import COUNT_MIN_SCORE
+from audiosim.engine.search.dedup import DEFAULT_THRESHOLD, find_duplicates
+from audiosim.service.schemas import (
+    CollectionInfo,
+    CollectionList,
+    CollectionSummary,
+    EmbedderOut,
+    LabelCount,
+    TagCount,
+    TagList,
+)
 
 router = APIRouter(tags=["collections"])
 
@@ -41,3 +51,28 @@ async def describe_collection(s: ServedCollection = Depends(served)) -> Collecti
         labels=[LabelCount(label=n, count=k) for n, k in snap.label_counts], unlabelled=snap.unlabelled,
         sources=[Path(p).name for p in c.sources],
     )
+
+
+@router.get("/api/collections/{name}/duplicates",
+            summary="Identical files (stored sha256) and groups of near-duplicates (cosine >= threshold)")
+async def list_duplicates(request: Request, s: ServedCollection = Depends(served),
+                          threshold: float = Query(DEFAULT_THRESHOLD, ge=-1, le=1,
+                                                   description="cosine similarity at or above which files are "
+                                                               "near-duplicates")) -> dict:
+    report = await run_in_threadpool(lambda: find_duplicates(s.collection, threshold=threshold))
+    out = report.to_dict()
+    items = f"{base_path(request)}/api/collections/{s.name}/items"
+    for g in out["duplicates"]:
+        for m in g["members"]:
+            m["audio_url"] = f"{items}/{m['id']}/audio"  # a player per member
+    return {"collection": s.name, **out}
+
+
+@router.get("/api/collections/{name}/tags", response_model=TagList,
+            summary="The classifier tags a collection holds (with counts) and every class name one can search by")
+async def list_tags(s: ServedCollection = Depends(served),
+                    min_score: float = Query(COUNT_MIN_SCORE, ge=0, le=1,
+                                             description="count a tag only at this score or above")) -> TagList:
+    counts, classes = await run_in_threadpool(lambda: s.tags(min_score=min_score))
+    return TagList(collection=s.name, tagged=s.collection.class_map is not None, min_score=min_score,
+                   tags=[TagCount(name=n, count=c) for n, c in counts], classes=list(classes))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+import audiosim
+from audiosim.files import jsonable
 from audiosim.service.catalog import ServedCollection
 from audiosim.service.context import ServiceContext, base_path
 from audiosim.service.errors import Forbidden, NotFound
@@ -29,8 +31,6 @@ async def start_index(body: IndexRequest, request: Request, s: ServedCollection 
     folder = folder_under_root(body.folder, ctx.config.root)
 
     def run(report) -> dict:
-        import audiosim
-        from audiosim.files import jsonable
 
         done = {"files": 0}
 
@@ -38,7 +38,8 @@ async def start_index(body: IndexRequest, request: Request, s: ServedCollection 
             done["files"] += 1
             report(files_done=done["files"])
 
-        result = audiosim.index_folder(folder, s.root, prune=body.prune, label_from=body.label_from, on_file=on_file)
+        result = audiosim.index_folder(folder, s.root, prune=body.prune, label_from=body.label_from, on_file=on_file,
+                                       within=ctx.config.root)  # no file symlink out of --root is read
         s.snapshot()  # the warm searcher picks up the new revision now, not on the next query
         return jsonable(result.to_dict())
 

@@ -10,11 +10,13 @@ import asyncio
 import json
 import time
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from audiosim.engine.search.regions import Region
 from audiosim.service.catalog import ServedCollection
 from audiosim.service.context import ServiceContext, item_urls
 from audiosim.service.errors import BadRequest, UnsupportedMedia
@@ -77,18 +79,19 @@ def _hits(request: Request, name: str, snapshot, hits) -> list[dict]:
     out = []
     for h in hits:
         path = str(h.path)
+        end_s = h.end_s if isinstance(h, Region) else None
         out.append({
             "rank": h.rank, "id": h.id, "score": float(h.score), "label": h.label, "path": snapshot.relative(path),
             "file_name": path.rsplit("/", 1)[-1], "offset_s": h.offset_s, "duration_s": h.duration_s,
-            "end_s": getattr(h, "end_s", None), "segments": len(h.hits) if hasattr(h, "hits") else None,
+            "end_s": end_s, "segments": len(h.hits) if isinstance(h, Region) else None,
             "tags": [{"name": t.name, "score": t.score} for t in h.tags[:API_TAGS]] if h.tags else None,
             "shared_tags": [t.name for t in h.shared_tags] if h.tags else None,
-            **item_urls(request, name, h.id)})
+            **item_urls(request, name, h.id, start_s=h.offset_s if end_s is not None else None, end_s=end_s)})
     return out
 
 
 @router.post("/api/collections/{name}/search", response_model=SearchResponse, responses=_ERRORS, openapi_extra=_OPENAPI,
-             summary="Search by an uploaded clip (multipart field 'file') or by id / ids / vector / vectors (JSON)")
+             summary="Search by an uploaded clip (multipart field 'file') or by id / ids / vector / vectors / a tag alone (JSON)")
 async def search(request: Request, s: ServedCollection = Depends(served),
                  ctx: ServiceContext = Depends(context)) -> SearchResponse:
     t0 = time.perf_counter()
@@ -120,13 +123,19 @@ async def search(request: Request, s: ServedCollection = Depends(served),
         req = _validate(SearchRequest, body if body is not None else {})
         kind = req.kind
         value = getattr(req, kind)
-        query_arg = {"id": value} if kind == "id" else {"id": list(value)} if kind == "ids" else {"vector": _array(value)}
-        hits, timing, snapshot = await run_in_threadpool(lambda: s.search(filters=req, **query_arg))
-        query = QueryOut(kind=kind, id=req.id, ids=req.ids)
+        if kind == "text":  # the text encoder runs on the bounded inference pool, like an upload's model
+            future = ctx.pool.submit(s.search, filters=req, text=value)
+            (hits, timing, snapshot), queue_ms = await asyncio.wrap_future(future)
+        else:
+            query_arg = ({"id": value} if kind == "id" else {"id": list(value)} if kind == "ids" else {} if kind == "tag"
+                         else {"vector": _array(value)})
+            hits, timing, snapshot = await run_in_threadpool(lambda: s.search(filters=req, **query_arg))
+        query = QueryOut(kind=kind, id=req.id, ids=req.ids, tag=req.tag if kind == "tag" else None,
+                         text=req.text if kind == "text" else None)
         k = req.k
     else:
         raise UnsupportedMedia(f"send the search as multipart/form-data (a clip in field 'file') or application/json "
-                               f"(id, ids, vector or vectors), not {ctype}")
+                               f"(id, ids, vector, vectors or text), not {ctype}")
     batch = query.kind in ("ids", "vectors")
     t = {"queue_ms": queue_ms, "decode_ms": timing.decode_ms, "embed_ms": timing.embed_ms,
          "search_ms": timing.search_ms, "total_ms": timing.total_ms}
@@ -142,8 +151,6 @@ async def search(request: Request, s: ServedCollection = Depends(served),
 
 
 def _array(values):
-    import numpy as np
-
     try:
         return np.asarray(values, dtype=np.float32)
     except ValueError:

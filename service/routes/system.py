@@ -1,4 +1,4 @@
-"""The page at ``/``, ``GET /healthz`` (open, for probes) and ``GET /metrics`` (Prometheus text format)."""
+"""The page at ``/`` and its ``/favicon.ico``, ``GET /healthz`` (open, for probes), ``GET /metrics`` (Prometheus text)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ router = APIRouter()
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/healthz", response_model=Health, tags=["system"],

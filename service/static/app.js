@@ -1,4 +1,4 @@
-// audiosim page: query by clip (file, drop or microphone) or by item id; plays the results.
+// audiosim page: query by clip (file, drop or microphone), by item id or by a tag alone; plays and exports the results.
 // Plain JavaScript, no build step. Every URL is relative, so the page works behind a proxy prefix.
 "use strict";
 
@@ -14,6 +14,7 @@ const state = {
   recorder: null,
   recordTimer: null,
   previewUrl: null,
+  last: null,        // {title, result} of the results shown (what Export downloads)
 };
 
 // ---------------------------------------------------------------- API access
@@ -37,19 +38,26 @@ async function api(path, options = {}) {
   try {
     response = await fetch(path, Object.assign({}, options, { headers }));
   } catch (e) {
-    throw new ApiError(0, "network", "The server cannot be reached: is `audiosim serve` still running?");
+    throw new ApiError(0, "network", "The server cannot be reached: it may have stopped or the network is down. Try again in a moment.");
   }
   let body = null;
   const type = response.headers.get("content-type") || "";
   if (type.includes("application/json")) body = await response.json();
   if (!response.ok) {
     const err = body && body.error ? body.error : { code: "http_error", message: response.statusText };
-    throw new ApiError(response.status, err.code, err.message, response.headers.get("Retry-After"));
+    const apiErr = new ApiError(response.status, err.code, err.message, response.headers.get("Retry-After"));
+    apiErr.suggestions = err.suggestions || null;
+    throw apiErr;
   }
   return body;
 }
 
 function explain(err) {
+  if (err.code === "unknown_tag") {
+    const tag = $("tag").value.trim();
+    const close = err.suggestions && err.suggestions.length ? ` Did you mean ${err.suggestions.join(", ")}?` : "";
+    return `There is no tag “${tag}”.${close} The Tag box suggests the tags of this collection as you type.`;
+  }
   switch (err.status) {
     case 413: return "That file is too large for this server. " + err.message;
     case 415: return "That file is not audio this server can read. " + err.message;
@@ -111,7 +119,8 @@ async function loadLabels() {
   const select = $("label");
   const keep = select.value;
   select.innerHTML = '<option value="">any label</option>';
-  for (const l of info.labels) {
+  const byName = [...info.labels].sort((a, b) => a.label.localeCompare(b.label, undefined, { numeric: true }));
+  for (const l of byName) {
     const opt = document.createElement("option");
     opt.value = l.label;
     opt.textContent = `${l.label} (${l.count})`;
@@ -120,6 +129,40 @@ async function loadLabels() {
   select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
   const seg = info.segment_s ? `, ${info.segment_s} s segments` : "";
   $("collection-info").textContent = `${info.embedder.name} · ${info.pooling} · ${info.metric}${seg} · revision ${info.revision}`;
+  await loadTags(name);
+}
+
+async function loadTags(name) {
+  // Suggestions for the Tag box: the tags this collection holds (most frequent first), then every class name.
+  const data = await api(`api/collections/${encodeURIComponent(name)}/tags`);
+  const list = $("tag-list");
+  list.innerHTML = "";
+  const held = new Set();
+  for (const t of data.tags) {
+    held.add(t.name);
+    const opt = document.createElement("option");
+    opt.value = t.name;
+    opt.label = `${t.count} in this collection`;
+    list.appendChild(opt);
+  }
+  for (const name of data.classes) {
+    if (held.has(name)) continue;
+    const opt = document.createElement("option");
+    opt.value = name;
+    list.appendChild(opt);
+  }
+  const box = $("tag");
+  box.disabled = !data.tagged;
+  box.placeholder = data.tagged ? "e.g. Dog" : "no tags";
+  box.title = data.tagged
+    ? "only items carrying this classifier tag; with no clip, Search ranks the collection by it"
+    : "this collection has no classifier tags (they come with the yamnet and panns embedders)";
+  if (!data.tagged) box.value = "";
+  updateSearchButton();
+}
+
+function updateSearchButton() {
+  $("search").disabled = !(state.clip || (!$("tag").disabled && $("tag").value.trim()));
 }
 
 // ---------------------------------------------------------------- the query clip
@@ -134,7 +177,7 @@ async function useClip(blob, name) {
   $("preview").src = state.previewUrl;
   const mb = blob.size / (1024 * 1024);
   $("file-info").textContent = `${name} · ${mb.toFixed(2)} MB`;
-  $("search").disabled = false;
+  updateSearchButton();
   try {
     const ctx = new (window.AudioContext || window.webkitAudioContext)();
     const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
@@ -310,19 +353,36 @@ function filters() {
   };
 }
 
-async function run(title, request) {
+async function run(title, request, { url = null, push = true } = {}) {
+  // url: the page address of this search (null: keep the current one). The results go into the history entry,
+  // so Back and Forward show them again without asking the server.
   $("busy").hidden = false;
   $("search").disabled = true;
   showMessage("");
   try {
     const result = await withToken(request);
     render(title, result);
+    const entry = { title, result, controls: controls() };
+    const target = url === null ? location.href : url;
+    if (push) history.pushState(entry, "", target); else history.replaceState(entry, "", target);
   } catch (err) {
+    clearResults();  // results of an earlier search must not stand under this error
     showMessage(err instanceof ApiError ? explain(err) : String(err));
   } finally {
     $("busy").hidden = true;
-    $("search").disabled = !state.clip;
+    updateSearchButton();
   }
+}
+
+function controls() {
+  return { collection: $("collection").value, k: $("k").value, label: $("label").value, tag: $("tag").value,
+           excludeSame: $("exclude-same").checked };
+}
+
+function clearResults() {
+  state.last = null;
+  $("results").innerHTML = "";
+  $("results-panel").hidden = true;
 }
 
 async function searchClip() {
@@ -337,14 +397,49 @@ async function searchClip() {
   form.append("k", f.k);
   if (f.label) form.append("label", f.label);
   if (f.tag) form.append("tag", f.tag);
+  if (f.excludeSame) form.append("exclude_same_file", "true");  // an upload of a collection file skips that file
   const s = span();
   if (s.start !== null) form.append("start_s", s.start);
   if (s.end !== null && !(state.duration && Math.abs(s.end - state.duration) < 0.01)) form.append("end_s", s.end);
-  history.pushState(null, "", "?" + new URLSearchParams({ c: f.collection }).toString());
   const spanText = s.start !== null || (s.end !== null && state.duration && s.end < state.duration - 0.01)
     ? ` (${(s.start || 0).toFixed(2)}–${(s.end || state.duration || 0).toFixed(2)} s)` : "";
   await run(`Sounds like ${state.clipName}${spanText}`, () =>
-    api(`api/collections/${encodeURIComponent(f.collection)}/search`, { method: "POST", body: form }));
+    api(`api/collections/${encodeURIComponent(f.collection)}/search`, { method: "POST", body: form }),
+    { url: "?" + new URLSearchParams({ c: f.collection }).toString() });
+}
+
+async function searchTag({ push = true } = {}) {
+  // No clip: rank the collection by the tag's classifier score.
+  const f = filters();
+  const body = { tag: f.tag, k: f.k };
+  if (f.label) body.label = [f.label];
+  const params = { c: f.collection, tag: f.tag, k: String(f.k) };
+  if (f.label) params.label = f.label;
+  await run(`Tagged “${f.tag}”`, () =>
+    api(`api/collections/${encodeURIComponent(f.collection)}/search`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }), { url: "?" + new URLSearchParams(params).toString(), push });
+}
+
+async function searchText() {
+  // A description instead of a clip: collections embedded by CLAP answer it, others say why not.
+  const text = $("text").value.trim();
+  if (!text) {
+    showMessage("Type a description of the sound first, e.g. “a dog barking”.");
+    return;
+  }
+  const f = filters();
+  const body = { text, k: f.k };
+  if (f.label) body.label = [f.label];
+  if (f.tag) body.tag = f.tag;
+  await run(`Sounds like “${text}”`, () =>
+    api(`api/collections/${encodeURIComponent(f.collection)}/search`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }), { url: "?" + new URLSearchParams({ c: f.collection }).toString() });
 }
 
 async function searchId(id, { push = true } = {}) {
@@ -352,12 +447,10 @@ async function searchId(id, { push = true } = {}) {
   const body = { id: Number(id), k: f.k, exclude_same_file: f.excludeSame };
   if (f.label) body.label = [f.label];
   if (f.tag) body.tag = f.tag;
-  if (push) {
-    const params = { c: f.collection, id: String(id), k: String(f.k) };
-    if (f.label) params.label = f.label;
-    if (!f.excludeSame) params.same = "1";
-    history.pushState(null, "", "?" + new URLSearchParams(params).toString());
-  }
+  const params = { c: f.collection, id: String(id), k: String(f.k) };
+  if (f.label) params.label = f.label;
+  if (f.tag) params.tag = f.tag;
+  if (!f.excludeSame) params.same = "1";
   let title = `More like item #${id}`;
   try {
     const item = await api(`api/collections/${encodeURIComponent(f.collection)}/items/${encodeURIComponent(id)}`);
@@ -368,7 +461,7 @@ async function searchId(id, { push = true } = {}) {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
-    }));
+    }), { url: "?" + new URLSearchParams(params).toString(), push });
 }
 
 function relative(url) {
@@ -378,6 +471,7 @@ function relative(url) {
 }
 
 function render(title, result) {
+  state.last = { title, result };
   $("results-panel").hidden = false;
   $("results-title").textContent = title;
   const t = result.timing;
@@ -432,11 +526,7 @@ function card(h) {
     head.append(tags);
   }
 
-  const img = document.createElement("img");
-  img.className = "spec";
-  img.loading = "lazy";
-  img.alt = `spectrogram of ${h.file_name}`;
-  img.src = relative(h.spectrogram_url);
+  const img = spectrogram(h);
 
   const tools = document.createElement("div");
   tools.className = "hit-tools";
@@ -454,17 +544,114 @@ function card(h) {
   return li;
 }
 
-// ---------------------------------------------------------------- URL state (id searches)
+// ---------------------------------------------------------------- spectrogram with axes
+const SPEC_FMIN = 20, SPEC_FMAX = 8000;  // the server's picture: log-mel, 20 Hz to 8 kHz (service/media.py)
+
+function mel(f) {  // the Slaney mel scale librosa draws with
+  return f < 1000 ? (3 * f) / 200 : 15 + Math.log(f / 1000) / (Math.log(6.4) / 27);
+}
+
+function tickTime(t) {
+  return t >= 60 ? `${Math.floor(t / 60)}:${(t % 60).toFixed(1).padStart(4, "0")}` : `${t.toFixed(t < 10 ? 2 : 1)} s`;
+}
+
+function spectrogram(h) {
+  // The picture of the hit's audio (a region: the whole region) with a time axis below and a frequency axis left.
+  const start = h.offset_s;
+  const end = h.end_s != null ? h.end_s : h.offset_s + h.duration_s;
+  const fig = document.createElement("figure");
+  fig.className = "spec";
+  const freq = document.createElement("div");
+  freq.className = "axis freq";
+  freq.setAttribute("aria-label", "frequency axis");
+  for (const [f, text] of [[8000, "8 kHz"], [4000, "4k"], [2000, "2k"], [1000, "1k"], [250, "250"]]) {
+    const tick = document.createElement("span");
+    tick.style.bottom = `${(100 * (mel(f) - mel(SPEC_FMIN))) / (mel(SPEC_FMAX) - mel(SPEC_FMIN))}%`;
+    tick.textContent = text;
+    freq.appendChild(tick);
+  }
+  const img = document.createElement("img");
+  img.loading = "lazy";
+  img.alt = `spectrogram of ${h.file_name}, ${start.toFixed(2)}–${end.toFixed(2)} s`;
+  img.src = relative(h.spectrogram_url);
+  const time = document.createElement("div");
+  time.className = "axis time";
+  time.setAttribute("aria-label", "time axis");
+  for (const frac of [0, 0.5, 1]) {
+    const tick = document.createElement("span");
+    tick.style.left = `${100 * frac}%`;
+    tick.textContent = tickTime(start + frac * (end - start));
+    time.appendChild(tick);
+  }
+  fig.append(freq, img, time);
+  return fig;
+}
+
+// ---------------------------------------------------------------- export
+function download(name, type, text) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([text], { type }));
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+function csvCell(v) {
+  const text = v == null ? "" : String(v);
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function exportResults(kind) {
+  // JSON: the search answer exactly as the API gave it; CSV: one row per hit (tags joined with " | ").
+  if (!state.last) return;
+  const { result } = state.last;
+  const stem = `audiosim-${result.collection}-results`;
+  if (kind === "json") {
+    download(`${stem}.json`, "application/json", JSON.stringify(result, null, 2) + "\n");
+    return;
+  }
+  const hits = result.hits || (result.results ? result.results[0] : []);
+  const cols = ["rank", "score", "id", "label", "path", "offset_s", "end_s", "duration_s", "tags"];
+  const rows = hits.map((h) => cols.map((c) => csvCell(c === "tags"
+    ? (h.tags || []).map((t) => `${t.name} ${t.score.toFixed(2)}`).join(" | ") : h[c])).join(","));
+  download(`${stem}.csv`, "text/csv", [cols.join(","), ...rows].join("\r\n") + "\r\n");
+}
+
+// ---------------------------------------------------------------- URL and history state
 async function fromUrl() {
+  // A shared address (?c=&id= or ?c=&tag=) runs its search again; with neither, no results are shown.
   const p = new URLSearchParams(location.search);
   if (p.get("c") && [...$("collection").options].some((o) => o.value === p.get("c"))) {
-    $("collection").value = p.get("c");
-    await loadLabels();
+    if ($("collection").value !== p.get("c")) {
+      $("collection").value = p.get("c");
+      await loadLabels();
+    }
   }
   if (p.get("k")) $("k").value = p.get("k");
-  if (p.has("label")) $("label").value = p.get("label");
+  $("label").value = p.get("label") || "";
+  $("tag").value = p.get("tag") || "";
   $("exclude-same").checked = p.get("same") !== "1";
+  updateSearchButton();
   if (p.get("id") !== null) await searchId(p.get("id"), { push: false });
+  else if (p.get("tag")) await searchTag({ push: false });
+  else clearResults();
+}
+
+async function restore(entry) {
+  // Back/Forward to a search: its results as they were shown, and the controls it ran with.
+  const c = entry.controls;
+  if ($("collection").value !== c.collection) {
+    $("collection").value = c.collection;
+    await loadLabels();
+  }
+  $("k").value = c.k;
+  $("label").value = c.label;
+  $("tag").value = c.tag;
+  $("exclude-same").checked = c.excludeSame;
+  showMessage("");
+  render(entry.title, entry.result);
+  updateSearchButton();
 }
 
 // ---------------------------------------------------------------- wiring
@@ -500,9 +687,19 @@ function wire() {
     const s = span();
     if (s.end !== null && $("preview").currentTime > s.end) $("preview").pause();
   });
-  $("search").addEventListener("click", searchClip);
+  $("search").addEventListener("click", () => (state.clip ? searchClip() : searchTag()));
+  $("text-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchText(); });
+  $("tag").addEventListener("input", updateSearchButton);
+  $("tag").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !$("search").disabled) $("search").click();
+  });
+  $("export-csv").addEventListener("click", () => exportResults("csv"));
+  $("export-json").addEventListener("click", () => exportResults("json"));
   $("collection").addEventListener("change", () => loadLabels().catch((e) => showMessage(explain(e))));
-  window.addEventListener("popstate", () => fromUrl().catch((e) => showMessage(explain(e))));
+  window.addEventListener("popstate", (ev) => {
+    const done = ev.state && ev.state.result ? restore(ev.state) : fromUrl();
+    done.catch((e) => showMessage(explain(e)));
+  });
   wireWaveDrag();
 }
 
