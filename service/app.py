@@ -3,7 +3,7 @@
 Layers, outermost first: :class:`~audiosim.service.metrics.MetricsMiddleware` (counts and times
 every request), CORS (only with ``--cors``), :class:`~audiosim.service.security.UploadLimitMiddleware`
 (413 above ``--max-upload-mb``), then the routers: ``/api`` (token-checked when the server has
-a token: collections, search, items, jobs), ``/metrics`` (token-checked), and the open ``/``,
+a token: collections and their map, search, items, jobs), ``/metrics`` (token-checked), and the open ``/``,
 ``/favicon.ico``, ``/static``, ``/healthz``, ``/docs`` and ``/redoc`` (their scripts served from
 ``/docs-assets``, never a CDN). Every error is answered as JSON ``{"error": {"status", "code", "message"}}``
 (see :mod:`audiosim.service.errors`); an unexpected exception is logged with its traceback and answered 500 without internals.
@@ -40,7 +40,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
     from audiosim.service.jobs import JobRegistry
     from audiosim.service.media import LruBytes
     from audiosim.service.metrics import MetricsMiddleware, ServiceMetrics
-    from audiosim.service.routes import collections, items, jobs, search, system
+    from audiosim.service.routes import collections, items, jobs, maps, search, system
     from audiosim.service.routes.deps import require_token
     from audiosim.service.security import SameOriginPagesMiddleware, UploadLimitMiddleware
     from audiosim.service.workers import InferencePool
@@ -105,7 +105,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None):
         return answer(500, "internal", "internal server error; the server log has the details")
 
     api = [Depends(require_token)]
-    for module in (collections, search, items, jobs):
+    for module in (collections, maps, search, items, jobs):
         app.include_router(module.router, dependencies=api)
     app.include_router(system.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

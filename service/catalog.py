@@ -10,6 +10,12 @@ Paths are shown relative to the folder they were indexed from (the collection's 
 longest match first); a path under no recorded source is shown relative to the common folder
 of all the collection's files. Audio is only ever read from the path the collection recorded
 for an item id: clients never name a file.
+
+The collection's 2-D map (:meth:`ServedCollection.map`, computed by
+:func:`audiosim.engine.search.atlas.collection_map`) is kept per revision and clusters choice: t-SNE
+takes seconds (17 s for 4,000 points on the 2-core VM), so it runs once per collection at a time and
+only again after a new revision. Above :data:`MAP_MAX_POINTS` vectors (``map_max_points``) the map is of a seeded random sample of
+that many.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ import numpy as np
 import audiosim
 from audiosim.engine.audio.decode import is_audio_path
 from audiosim.engine.models.tags import COUNT_MIN_SCORE, UnknownTagError, tag_counts
+from audiosim.engine.search.atlas import CollectionMap, collection_map
 from audiosim.errors import AudioDecodeError, AudioError
 from audiosim.files import sha256_file
 from audiosim.service.config import ServeConfig
 from audiosim.service.errors import BadRequest, NotFound, UnknownTag, Unprocessable, UnsupportedMedia
 
 log = logging.getLogger("audiosim.serve")
+MAP_MAX_POINTS = 4000  # the served map's cap (PCA + t-SNE of 4,000 1,024-d vectors: 17 s on the 2-core VM)
+MAP_CACHE_ENTRIES = 4  # maps kept per collection, all of the served revision (one per clusters choice)
 
 
 @dataclass(frozen=True)
@@ -103,12 +112,15 @@ def _snapshot(table, revision: int, sources) -> Snapshot:
 class ServedCollection:
     """One collection under its URL ``name``: a warm searcher and per-revision metadata."""
 
-    def __init__(self, name: str, root: str | Path, *, warm: bool = True) -> None:
+    def __init__(self, name: str, root: str | Path, *, warm: bool = True, map_max_points: int = MAP_MAX_POINTS) -> None:
         self.name, self.root = name, Path(root)
+        self.map_max_points = int(map_max_points)
         self.searcher = audiosim.open_collection(self.root).searcher()
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._by_content: tuple[int, dict[str, str]] | None = None  # (revision, content sha256 -> file)
+        self._map_lock = threading.Lock()  # one map computed at a time; a second ask for it waits and reuses it
+        self._maps: dict[tuple[int, int | None], CollectionMap] = {}  # (revision, clusters) -> map
         if warm:
             self.warm_up()
 
@@ -223,6 +235,23 @@ class ServedCollection:
         if stored is None or not os.path.isfile(stored) or os.path.getsize(stored) != os.path.getsize(path):
             return None
         return stored if sha256_file(stored) == sha else None  # the file as it is now, not as it was indexed
+
+    def map(self, *, clusters: int | None = None) -> tuple[CollectionMap | None, Snapshot]:
+        """The served revision's 2-D map (None for an empty collection) and its snapshot; cached per revision."""
+        snap = self.snapshot()
+        if snap.size == 0:
+            return None, snap
+        key = (snap.revision, clusters)
+        with self._map_lock:
+            m = self._maps.get(key)
+            if m is not None:
+                return m, snap
+            m = collection_map(self.collection, clusters=clusters, max_points=self.map_max_points)
+            if self.collection.revision != snap.revision:  # another process committed meanwhile: answer, keep nothing
+                return m, self.snapshot()
+            kept = [(k, v) for k, v in self._maps.items() if k[0] == snap.revision][-(MAP_CACHE_ENTRIES - 1):]
+            self._maps = dict(kept + [(key, m)])
+            return m, snap
 
     def search_upload(self, fileobj, filename: str | None, *, filters, start_s=None, end_s=None):
         """:meth:`search` with an uploaded clip, copied to a temporary file so every format ``index`` reads works."""

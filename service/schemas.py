@@ -269,3 +269,45 @@ class DeleteOut(BaseModel):
     id: int
     deleted: int
     revision: int
+
+
+MAP_MAX_CLUSTERS = 50  # as `audiosim map --clusters`
+
+
+class MapPoint(BaseModel):
+    id: int
+    x: float
+    y: float
+    cluster: int = Field(description="index into clusters")
+    colour: int = Field(description="index into legend")
+    label: str | None
+    path: str = Field(description="path relative to the folder it was indexed from")
+    file_name: str
+    offset_s: float = Field(description="start of the item in its file (segment collections)")
+    audio_url: str
+
+
+class MapCluster(BaseModel):
+    name: str = Field(description="the commonest stored tags of its members, else their commonest labels, else 'cluster N'")
+    size: int
+
+
+class MapLegendEntry(BaseModel):
+    name: str = Field(description="a label ('(none)': unlabelled) or a cluster name, as coloured_by says")
+    colour: str = Field(description="CSS colour")
+    count: int
+
+
+class MapResponse(BaseModel):
+    collection: str
+    revision: int
+    method: str = Field(description="the 2-D projection: umap, pca+tsne, pca or none (one item)")
+    coloured_by: Literal["label", "cluster"]
+    total: int = Field(description="items the collection holds")
+    shown: int = Field(description="points in this map")
+    sampled: bool = Field(description="true when the collection holds more than max_points items: the map is of a "
+                                      "seeded random sample of max_points of them")
+    max_points: int = Field(description="the most points this server maps")
+    clusters: list[MapCluster]
+    legend: list[MapLegendEntry]
+    points: list[MapPoint]

@@ -563,7 +563,8 @@ def test_page_docs_and_health(client):
     spec = client.get("/openapi.json").json()
     for path in ("/api/collections", "/api/collections/{name}", "/api/collections/{name}/search",
                  "/api/collections/{name}/items/{item_id}", "/api/collections/{name}/items/{item_id}/audio",
-                 "/api/collections/{name}/items/{item_id}/spectrogram.png", "/healthz", "/metrics"):
+                 "/api/collections/{name}/items/{item_id}/spectrogram.png", "/api/collections/{name}/duplicates",
+                 "/api/collections/{name}/map", "/healthz", "/metrics"):
         assert path in spec["paths"], path
     body = spec["paths"]["/api/collections/{name}/search"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}

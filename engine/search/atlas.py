@@ -3,9 +3,12 @@
 :func:`collection_map` projects the stored vectors (L2-normalised, so distances follow cosine)
 to 2-D -- UMAP when ``umap-learn`` is installed, otherwise PCA to at most 50 dimensions followed
 by t-SNE (scikit-learn; PCA alone under 5 items) -- and groups them with k-means (k about
-sqrt(n / 2), at most 20). Each cluster is named by the commonest stored tags of its members
-("Speech / Dog"), else by its commonest labels, else "cluster N". Points are coloured by label
-when the collection has labels, else by cluster. :func:`render_html` writes a self-contained page
+sqrt(n / 2), at most 20); with ``max_points``, a collection holding more vectors is mapped through
+a seeded random sample of that many (:attr:`CollectionMap.total` says how many it holds). Each
+cluster is named by the commonest stored tags of its members ("Speech / Dog"), else by its
+commonest labels, else "cluster N". Points are coloured by label when the collection has labels,
+else by cluster (:meth:`CollectionMap.legend`; the served page's Map view uses the same colours).
+:func:`render_html` writes a self-contained page
 (no network): hover shows the file, clicking plays it (``file://`` URL, or the server's audio URL
 when ``audio_url`` is given) and, with ``search_url``, opens a search by that item.
 """
@@ -20,13 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosim.errors import CollectionError
+from audiosim.errors import CollectionError, InvalidOptionError
 from audiosim.files import write_bytes_atomic
 
 MAX_CLUSTERS = 20
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
            "#756bb1", "#636363")
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    """One colour of a map: the label (or cluster name) it stands for and how many points carry it."""
+
+    name: str
+    colour: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,33 @@ class CollectionMap:
     labels: tuple[str | None, ...]
     offsets_s: np.ndarray
     method: str
+    total: int  # vectors the collection holds; more than len(ids) when the map is of a sample
+
+    @property
+    def sampled(self) -> bool:
+        return self.total > len(self.ids)
+
+    @property
+    def coloured_by(self) -> str:
+        """``"label"`` when any point has a label, else ``"cluster"``."""
+        return "label" if any(self.labels) else "cluster"
+
+    def legend(self) -> tuple[tuple[LegendEntry, ...], np.ndarray]:
+        """The map's colours and each point's index into them: one entry per label (sorted by name, "(none)" for
+        unlabelled points) when coloured by label, else one per cluster name (clusters of one name share it)."""
+        if self.coloured_by == "label":
+            keys = [lab or "(none)" for lab in self.labels]
+        else:
+            keys = [self.cluster_names[int(c)] for c in self.cluster]
+        names = sorted(set(keys)) if self.coloured_by == "label" else list(dict.fromkeys(self.cluster_names))
+        at = {name: i for i, name in enumerate(names)}
+        index = np.array([at[k] for k in keys], dtype=np.int64)
+        counts = np.bincount(index, minlength=len(names))
+        entries = tuple(LegendEntry(name, PALETTE[i % len(PALETTE)], int(counts[i])) for i, name in enumerate(names))
+        return entries, index
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "clusters": list(self.cluster_names),
+        return {"method": self.method, "total": self.total, "sampled": self.sampled, "clusters": list(self.cluster_names),
                 "points": [{"id": int(i), "x": float(x), "y": float(y), "cluster": int(c), "path": p, "label": lab,
                             "offset_s": float(o)}
                            for i, (x, y), c, p, lab, o in zip(self.ids, self.xy, self.cluster, self.paths, self.labels,
@@ -70,13 +106,21 @@ def project(X: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     return xy, "pca+tsne"
 
 
-def collection_map(collection, *, clusters: int | None = None, seed: int = 0) -> CollectionMap:
-    """Project and cluster ``collection``'s vectors; see the module docstring."""
+def collection_map(collection, *, clusters: int | None = None, seed: int = 0,
+                   max_points: int | None = None) -> CollectionMap:
+    """Project and cluster ``collection``'s vectors (a seeded random sample of ``max_points`` of them when it
+    holds more); see the module docstring."""
+    if max_points is not None and int(max_points) < 1:
+        raise InvalidOptionError(f"max_points must be at least 1, got {max_points}")
     items = collection.items()
-    n = len(items)
-    if n == 0:
+    if len(items) == 0:
         raise CollectionError(f"{collection.root} holds no vectors; index a folder into it before mapping it")
     ids, X = collection.embeddings()
+    total = len(ids)
+    if max_points is not None and total > int(max_points):
+        keep = np.sort(np.random.default_rng(seed).choice(total, size=int(max_points), replace=False))
+        ids, X = np.asarray(ids)[keep], np.asarray(X)[keep]
+    n = len(ids)
     pos = items.positions(ids)
     X = np.asarray(X, dtype=np.float64)
     X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
@@ -106,7 +150,7 @@ def collection_map(collection, *, clusters: int | None = None, seed: int = 0) ->
         names.append(name or f"cluster {c + 1}")
     return CollectionMap(ids=np.asarray(ids), xy=np.asarray(xy, dtype=np.float64), cluster=np.asarray(cl),
                          cluster_names=tuple(names), paths=paths, labels=labels,
-                         offsets_s=np.asarray(items.offset_s[pos], dtype=np.float64), method=method)
+                         offsets_s=np.asarray(items.offset_s[pos], dtype=np.float64), method=method, total=total)
 
 
 def render_html(m: CollectionMap, *, title: str, audio_url: str | None = None, search_url: str | None = None) -> str:
@@ -115,16 +159,15 @@ def render_html(m: CollectionMap, *, title: str, audio_url: str | None = None, s
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     P = 20 + (xy - lo) / span * 760
-    by_label = any(m.labels)
-    keys = sorted({lab or "(none)" for lab in m.labels}) if by_label else list(m.cluster_names)
-    colour = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(keys)}
+    by_label = m.coloured_by == "label"
+    entries, colour_of = m.legend()
     circles = []
     for i, ((x, y), c, p, lab) in enumerate(zip(P, m.cluster, m.paths, m.labels)):
-        key = (lab or "(none)") if by_label else m.cluster_names[int(c)]
         tip = f"{Path(p).name}" + (f" [{lab}]" if lab else "") + f" - {m.cluster_names[int(c)]}"
         circles.append(f'<circle class="point" data-id="{int(m.ids[i])}" data-path="{html.escape(p, quote=True)}" '
-                       f'cx="{x:.1f}" cy="{800 - y:.1f}" r="5" fill="{colour[key]}"><title>{html.escape(tip)}</title></circle>')
-    legend = "".join(f'<li><span style="background:{colour[k]}"></span>{html.escape(k)}</li>' for k in keys)
+                       f'cx="{x:.1f}" cy="{800 - y:.1f}" r="5" fill="{entries[colour_of[i]].colour}">'
+                       f'<title>{html.escape(tip)}</title></circle>')
+    legend = "".join(f'<li><span style="background:{e.colour}"></span>{html.escape(e.name)}</li>' for e in entries)
     clusters = "".join(f"<li>{i + 1}. {html.escape(n)} ({int((m.cluster == i).sum())})</li>"
                        for i, n in enumerate(m.cluster_names))
     config = json.dumps({"audio_url": audio_url, "search_url": search_url})
@@ -134,7 +177,8 @@ def render_html(m: CollectionMap, *, title: str, audio_url: str | None = None, s
 circle.point{{cursor:pointer;opacity:.8}} circle.point:hover{{stroke:#000;stroke-width:2;opacity:1}}
 ul{{list-style:none;padding:0}} li span{{display:inline-block;width:12px;height:12px;margin-right:6px}}</style></head>
 <body><svg id="map" width="800" height="800" viewBox="0 0 800 800">{''.join(circles)}</svg>
-<div><h1>{html.escape(title)}</h1><p>{len(m.ids)} items, {html.escape(m.method)}; coloured by
+<div><h1>{html.escape(title)}</h1><p>{len(m.ids)} items{f' (a random sample of {m.total})' if m.sampled else ''},
+{html.escape(m.method)}; coloured by
 {'label' if by_label else 'cluster'}. Hover for the file, click to play{', shift-click to search by it' if search_url else ''}.</p>
 <p id="current">&nbsp;</p><audio id="player" controls></audio>
 <h2>{'Labels' if by_label else 'Clusters'}</h2><ul id="legend">{legend}</ul>

@@ -1,4 +1,5 @@
 // audiosim page: query by clip (file, drop or microphone), by item id or by a tag alone; plays and exports the results.
+// Two more views: the collection's duplicates (identical, then near) and its 2-D map (click a point to play it).
 // Plain JavaScript, no build step. Every URL is relative, so the page works behind a proxy prefix.
 "use strict";
 
@@ -7,6 +8,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   collections: [],
   maxUploadMb: null,
+  duplicates: null,  // the duplicates answer shown in the Duplicates view
+  map: null,         // the map answer drawn in the Map view
+  mapChosen: null,   // {collection, id} of the map point last clicked
   clip: null,        // Blob of the query clip
   clipName: "",
   duration: null,    // seconds, when the browser could decode the clip
@@ -109,6 +113,8 @@ async function loadCollections() {
     opt.textContent = `${c.name} (${c.size} items, ${c.embedder})`;
     select.appendChild(opt);
   }
+  fillCollections($("dup-collection"));
+  fillCollections($("map-collection"));
   if (!data.collections.length) showMessage("This server has no collections.");
 }
 
@@ -127,9 +133,10 @@ async function loadLabels() {
     select.appendChild(opt);
   }
   select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
+  await loadTags(name);
+  // Last: the info line says the collection is loaded once its tag suggestions are too.
   const seg = info.segment_s ? `, ${info.segment_s} s segments` : "";
   $("collection-info").textContent = `${info.embedder.name} · ${info.pooling} · ${info.metric}${seg} · revision ${info.revision}`;
-  await loadTags(name);
 }
 
 async function loadTags(name) {
@@ -618,6 +625,363 @@ function exportResults(kind) {
   download(`${stem}.csv`, "text/csv", [cols.join(","), ...rows].join("\r\n") + "\r\n");
 }
 
+// ---------------------------------------------------------------- views: Search, Duplicates, Map
+// The view is in the address's fragment (#duplicates, #map), so the search's own ?c=&id= address is left as it is.
+const VIEWS = ["search", "duplicates", "map"];
+
+function viewFromHash() {
+  const v = location.hash.replace(/^#/, "");
+  return VIEWS.includes(v) ? v : "search";
+}
+
+function showView(name, { remember = true } = {}) {
+  for (const v of VIEWS) {
+    $("view-" + v).hidden = v !== name;
+    $("tab-" + v).setAttribute("aria-selected", String(v === name));
+  }
+  // A view that shows nothing yet starts on the collection the search uses.
+  if (name === "duplicates" && !state.duplicates) $("dup-collection").value = $("collection").value;
+  if (name === "map" && !state.map) $("map-collection").value = $("collection").value;
+  if (remember) {
+    const url = location.pathname + location.search + (name === "search" ? "" : "#" + name);
+    history.replaceState(history.state, "", url);
+  }
+}
+
+function fillCollections(select) {
+  select.innerHTML = "";
+  for (const c of state.collections) {
+    const opt = document.createElement("option");
+    opt.value = c.name;
+    opt.textContent = `${c.name} (${c.size} items)`;
+    select.appendChild(opt);
+  }
+}
+
+function viewMessage(id, text) {
+  const box = $(id);
+  box.textContent = text;
+  box.className = "message error";
+  box.hidden = !text;
+}
+
+function explainView(err) {
+  // An error of the Duplicates or Map view: the server's own words (they name the fix), with a few set phrases.
+  if (!(err instanceof ApiError)) return String(err);
+  if ([401, 404, 503].includes(err.status)) return explain(err);
+  if (err.status >= 500) return "The server could not answer: " + err.message;
+  return err.message;
+}
+
+function number(v) {
+  // Numbers as the page shows them: integers as they are, others to at most 3 decimals (0.95, 0.009).
+  return Number.isInteger(v) ? String(v) : String(Number(v.toFixed(3)));
+}
+
+function extraText(obj, known) {
+  // Fields this page does not know (a newer server's), shown as "name value" rather than dropped.
+  const parts = [];
+  for (const [key, value] of Object.entries(obj)) {
+    if (known.has(key) || value === null || value === undefined) continue;
+    let text;
+    if (typeof value === "number") text = number(value);
+    else if (typeof value === "string" || typeof value === "boolean") text = String(value);
+    else text = JSON.stringify(value);
+    parts.push(`${key.replace(/_/g, " ")} ${text}`);
+  }
+  return parts.join(" · ");
+}
+
+// ---------------------------------------------------------------- duplicates
+const GROUP_ORDER = { identical: 0, near: 1 };
+const GROUP_TITLE = { identical: "Identical content", near: "Near-duplicates" };
+const MEMBER_FIELDS = new Set(["id", "path", "label", "similarity", "score", "audio_url", "offset_s", "end_s", "duration_s",
+                               "file_name", "item_url", "spectrogram_url"]);
+const GROUP_FIELDS = new Set(["kind", "size", "min_similarity", "members"]);
+const REPORT_FIELDS = new Set(["collection", "duplicates", "threshold", "files", "groups", "identical_groups", "near_groups",
+                               "seconds", "device"]);
+
+async function findDuplicates() {
+  const name = $("dup-collection").value;
+  const raw = $("dup-threshold").value.trim();
+  const threshold = raw === "" ? null : Number(raw);
+  viewMessage("dup-message", "");
+  if (raw !== "" && !(Number.isFinite(threshold) && threshold >= -1 && threshold <= 1)) {
+    viewMessage("dup-message", "The threshold is a cosine similarity between -1 and 1, e.g. 0.95.");
+    return;
+  }
+  state.duplicates = null;
+  $("dup-groups").innerHTML = "";  // no earlier answer stands under the wait or an error
+  $("dup-summary").textContent = "";
+  $("dup-busy").hidden = false;
+  $("dup-run").disabled = true;
+  try {
+    const query = threshold === null ? "" : "?" + new URLSearchParams({ threshold: String(threshold) }).toString();
+    const data = await withToken(() => api(`api/collections/${encodeURIComponent(name)}/duplicates${query}`));
+    renderDuplicates(data);
+  } catch (err) {
+    viewMessage("dup-message", explainView(err));
+  } finally {
+    $("dup-busy").hidden = true;
+    $("dup-run").disabled = false;
+  }
+}
+
+function renderDuplicates(data) {
+  state.duplicates = data;
+  const groups = [...(data.duplicates || [])]
+    .map((g, i) => [g, i])
+    .sort(([a, i], [b, j]) => ((GROUP_ORDER[a.kind] ?? 2) - (GROUP_ORDER[b.kind] ?? 2)) || i - j)
+    .map(([g]) => g);
+  const identical = groups.filter((g) => g.kind === "identical").length;
+  const near = groups.filter((g) => g.kind === "near").length;
+  const parts = [];
+  if (data.files != null) parts.push(`${data.files} files`);
+  if (data.threshold != null) parts.push(`threshold ${number(data.threshold)}`);
+  if (data.seconds != null) parts.push(`${number(data.seconds)} s`);
+  const extra = extraText(data, REPORT_FIELDS);
+  if (extra) parts.push(extra);
+  const found = groups.length
+    ? `${identical} group${identical === 1 ? "" : "s"} of identical files, ${near} group${near === 1 ? "" : "s"} of near-duplicates`
+      + (groups.length > identical + near ? `, ${groups.length - identical - near} other` : "")
+    : "No duplicates";
+  $("dup-summary").textContent = `${found} · ${parts.join(" · ")}`;
+  const list = $("dup-groups");
+  list.innerHTML = "";
+  if (!groups.length) {
+    const li = document.createElement("li");
+    li.className = "empty";
+    li.textContent = "No duplicates: no two files have identical content or reach the threshold.";
+    list.appendChild(li);
+    return;
+  }
+  for (const g of groups) list.appendChild(duplicateGroup(g));
+}
+
+function duplicateGroup(g) {
+  const li = document.createElement("li");
+  li.className = "dup-group";
+  li.dataset.kind = g.kind;
+  const head = document.createElement("div");
+  head.className = "dup-head";
+  const kind = document.createElement("span");
+  kind.className = "kind";
+  kind.textContent = GROUP_TITLE[g.kind] || String(g.kind || "group");
+  const members = g.members || [];
+  const size = document.createElement("span");
+  size.className = "muted";
+  size.textContent = `${g.size ?? members.length} ${g.size === 1 ? "member" : "members"}`;
+  head.append(kind, size);
+  if (g.kind !== "identical" && typeof g.min_similarity === "number") {
+    const weakest = document.createElement("span");
+    weakest.className = "muted";
+    weakest.textContent = `weakest link ${g.min_similarity.toFixed(3)}`;
+    head.append(weakest);
+  }
+  const extra = extraText(g, GROUP_FIELDS);
+  if (extra) {
+    const more = document.createElement("span");
+    more.className = "extra muted";
+    more.textContent = extra;
+    head.append(more);
+  }
+  const ul = document.createElement("ul");
+  ul.className = "dup-members";
+  for (const m of members) ul.appendChild(duplicateMember(m));
+  li.append(head, ul);
+  return li;
+}
+
+function duplicateMember(m) {
+  const li = document.createElement("li");
+  li.className = "dup-member";
+  if (m.id != null) li.dataset.id = m.id;
+  const score = document.createElement("span");
+  score.className = "score";
+  const value = typeof m.similarity === "number" ? m.similarity : m.score;
+  score.textContent = typeof value === "number" ? value.toFixed(3) : "–";
+  score.title = "similarity to the closest other member";
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = m.path || m.file_name || (m.id != null ? `item #${m.id}` : "");
+  name.title = name.textContent;
+  li.append(score);
+  if (m.label) {
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = m.label;
+    li.append(label);
+  }
+  li.append(name);
+  const where = [];
+  if (typeof m.offset_s === "number" && typeof m.end_s === "number") where.push(`@ ${m.offset_s.toFixed(2)}–${m.end_s.toFixed(2)} s`);
+  else if (typeof m.offset_s === "number" && typeof m.duration_s === "number") {
+    where.push(`@ ${m.offset_s.toFixed(2)}–${(m.offset_s + m.duration_s).toFixed(2)} s`);
+  } else if (typeof m.offset_s === "number" && m.offset_s > 0) where.push(`@ ${m.offset_s.toFixed(2)} s`);
+  const extra = extraText(m, MEMBER_FIELDS);
+  if (extra) where.push(extra);
+  if (where.length) {
+    const more = document.createElement("span");
+    more.className = "extra muted";
+    more.textContent = where.join(" · ");
+    li.append(more);
+  }
+  if (m.audio_url) {
+    const audio = document.createElement("audio");
+    audio.controls = true;
+    audio.preload = "none";
+    audio.src = relative(m.audio_url);
+    li.append(audio);
+  }
+  return li;
+}
+
+// ---------------------------------------------------------------- map
+const SVG = "http://www.w3.org/2000/svg";
+const MAP_W = 800, MAP_H = 600, MAP_PAD = 14;
+
+async function drawMap() {
+  const name = $("map-collection").value;
+  const raw = $("map-clusters").value.trim();
+  const k = raw === "" ? null : Number(raw);
+  viewMessage("map-message", "");
+  if (raw !== "" && !(Number.isInteger(k) && k >= 1 && k <= 50)) {
+    viewMessage("map-message", "Clusters is a whole number from 1 to 50; leave it empty to let the server choose.");
+    return;
+  }
+  state.map = null;
+  state.mapChosen = null;
+  clearMap();
+  $("map-busy").hidden = false;
+  $("map-run").disabled = true;
+  try {
+    const query = k === null ? "" : "?" + new URLSearchParams({ clusters: String(k) }).toString();
+    const data = await withToken(() => api(`api/collections/${encodeURIComponent(name)}/map${query}`));
+    renderMap(data);
+  } catch (err) {
+    viewMessage("map-message", explainView(err));
+  } finally {
+    $("map-busy").hidden = true;
+    $("map-run").disabled = false;
+  }
+}
+
+function clearMap() {
+  $("map-svg").replaceChildren();
+  $("map-legend").innerHTML = "";
+  $("map-cluster-list").innerHTML = "";
+  $("map-legend-title").hidden = $("map-cluster-title").hidden = true;
+  $("map-selected").hidden = true;
+  $("map-player").removeAttribute("src");
+  $("map-summary").textContent = "";
+  $("map-hover").textContent = "Hover a point for its file; click it to play it.";
+}
+
+function pointText(data, p) {
+  const cluster = data.clusters[p.cluster];
+  return p.path + (p.label ? ` [${p.label}]` : "") + (p.offset_s > 0 ? ` @ ${p.offset_s.toFixed(2)} s` : "")
+    + (cluster ? ` · ${cluster.name}` : "");
+}
+
+function renderMap(data) {
+  state.map = data;
+  clearMap();
+  const by = data.coloured_by === "label" ? "label" : "cluster";
+  let summary = `${data.shown} point${data.shown === 1 ? "" : "s"} · ${data.method} · coloured by ${by} · revision ${data.revision}`;
+  if (data.sampled) summary += ` · a random sample of ${data.shown} of the collection's ${data.total} items (this server maps at most ${data.max_points})`;
+  $("map-summary").textContent = data.points.length ? summary : "This collection holds no items yet: there is nothing to map.";
+  if (!data.points.length) return;
+  const xs = data.points.map((p) => p.x), ys = data.points.map((p) => p.y);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (MAP_W - 2 * MAP_PAD) / (x1 - x0 || 1), sy = (MAP_H - 2 * MAP_PAD) / (y1 - y0 || 1);
+  const r = data.points.length > 1500 ? 3 : data.points.length > 300 ? 4 : 6;
+  const svg = $("map-svg");
+  const frag = document.createDocumentFragment();
+  data.points.forEach((p, i) => {
+    const c = document.createElementNS(SVG, "circle");
+    c.setAttribute("class", "point");
+    c.setAttribute("cx", (x1 > x0 ? MAP_PAD + (p.x - x0) * sx : MAP_W / 2).toFixed(1));
+    c.setAttribute("cy", (y1 > y0 ? MAP_H - MAP_PAD - (p.y - y0) * sy : MAP_H / 2).toFixed(1));
+    c.setAttribute("r", String(r));
+    c.setAttribute("fill", (data.legend[p.colour] || {}).colour || "#7f7f7f");
+    c.dataset.id = p.id;
+    c.dataset.index = i;
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = pointText(data, p);
+    c.appendChild(title);
+    frag.appendChild(c);
+  });
+  svg.appendChild(frag);
+  $("map-legend-title").textContent = by === "label" ? "Labels" : "Clusters";
+  for (const e of data.legend) {
+    const li = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = e.colour;
+    li.append(swatch, `${e.name} (${e.count})`);
+    $("map-legend").appendChild(li);
+  }
+  $("map-legend-title").hidden = false;
+  if (by === "label") {  // coloured by label: the clusters' names are listed too
+    for (const c of data.clusters) {
+      const li = document.createElement("li");
+      li.textContent = `${c.name} (${c.size})`;
+      $("map-cluster-list").appendChild(li);
+    }
+    $("map-cluster-title").textContent = "Clusters (named by their commonest tags or labels)";
+    $("map-cluster-title").hidden = !data.clusters.length;
+  }
+}
+
+function mapPoint(ev) {
+  const c = ev.target.closest && ev.target.closest("circle.point");
+  return c && state.map ? [c, state.map.points[Number(c.dataset.index)]] : [null, null];
+}
+
+function choosePoint(circle, p) {
+  for (const old of $("map-svg").querySelectorAll("circle.chosen")) old.classList.remove("chosen");
+  circle.classList.add("chosen");
+  state.mapChosen = { collection: state.map.collection, id: p.id };
+  $("map-selected").hidden = false;
+  $("map-current").textContent = pointText(state.map, p);
+  $("map-current").dataset.id = p.id;
+  const player = $("map-player");
+  player.src = relative(p.audio_url);
+  player.play().catch(() => { /* the browser may refuse to start playing by itself: its controls still play */ });
+}
+
+async function searchLikeThis() {
+  // The search view's own search by this item's id (its results, address and history as ever).
+  const chosen = state.mapChosen;
+  if (!chosen) return;
+  $("map-player").pause();
+  if ($("collection").value !== chosen.collection) {
+    $("collection").value = chosen.collection;
+    await loadLabels();
+  }
+  showView("search", { remember: false });  // the map's history entry keeps #map: Back returns to the map
+  await searchId(chosen.id);
+}
+
+function wireViews() {
+  for (const v of VIEWS) $("tab-" + v).addEventListener("click", () => showView(v));
+  $("dup-run").addEventListener("click", findDuplicates);
+  $("dup-threshold").addEventListener("keydown", (ev) => { if (ev.key === "Enter") findDuplicates(); });
+  $("map-run").addEventListener("click", drawMap);
+  $("map-clusters").addEventListener("keydown", (ev) => { if (ev.key === "Enter") drawMap(); });
+  const svg = $("map-svg");
+  svg.addEventListener("mouseover", (ev) => {
+    const [, p] = mapPoint(ev);
+    if (p) $("map-hover").textContent = pointText(state.map, p);
+  });
+  svg.addEventListener("click", (ev) => {
+    const [c, p] = mapPoint(ev);
+    if (p) choosePoint(c, p);
+  });
+  $("map-search-like").addEventListener("click", () => searchLikeThis().catch((e) => showMessage(explain(e))));
+  window.addEventListener("hashchange", () => showView(viewFromHash(), { remember: false }));
+}
+
 // ---------------------------------------------------------------- URL and history state
 async function fromUrl() {
   // A shared address (?c=&id= or ?c=&tag=) runs its search again; with neither, no results are shown.
@@ -697,10 +1061,12 @@ function wire() {
   $("export-json").addEventListener("click", () => exportResults("json"));
   $("collection").addEventListener("change", () => loadLabels().catch((e) => showMessage(explain(e))));
   window.addEventListener("popstate", (ev) => {
+    showView(viewFromHash(), { remember: false });  // the entry's view: search results, or #duplicates / #map
     const done = ev.state && ev.state.result ? restore(ev.state) : fromUrl();
     done.catch((e) => showMessage(explain(e)));
   });
   wireWaveDrag();
+  wireViews();
 }
 
 async function main() {
@@ -708,6 +1074,7 @@ async function main() {
   try {
     await loadCollections();
     await loadLabels();
+    showView(viewFromHash(), { remember: false });
     await fromUrl();
   } catch (err) {
     showMessage(err instanceof ApiError ? explain(err) : String(err));
