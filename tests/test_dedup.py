@@ -1,11 +1,11 @@
-"""Duplicates (issue 23, item 3): identical files by hash, near-duplicates from the neighbour graph.
+"""Duplicates (issue 23, items 3 and 5): identical files by hash, near-duplicates from the neighbour graph checked by their audio.
 
 Proves: on generated copies (re-encoded FLAC/MP3, resampled 44.1 kHz, trimmed 0.3 s, +6 dB, faint noise) of
-synthetic sounds among other synthetic sounds, every copy lands in its original's group and no
-two different sounds share a group at the default threshold; byte-identical files are grouped by
-their stored sha256 (with no vector compared: a threshold above 1 still groups them); a one-file
-collection has no groups; the neighbour graph equals a brute-force oracle; the CLI's text, JSON
-and CSV outputs.
+synthetic sounds among other synthetic sounds, every copy lands in its original's group, verified by
+its audio, and no two different sounds share a group at the default threshold (verified, and
+vector-only); byte-identical files are grouped by their stored sha256 with no vector searched and
+no audio compared; a one-file collection has no groups; the neighbour graph equals a brute-force
+oracle; the CLI's text, JSON and CSV outputs and --no-verify; the HTTP endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import audiosim
 from audiosim.cli import main
 from audiosim.engine.audio import synth
 from audiosim.engine.audio.decode import resample
+from audiosim.engine.search.dedup import DEFAULT_THRESHOLD, find_duplicates
 from audiosim.indexes.graph import components, similar_pairs
 
 SR = 16000
@@ -68,7 +69,9 @@ def _stem(path: str) -> str:
 def test_every_copy_is_found_and_no_false_pair_at_the_default_threshold(copies):
     _, coll = copies
     report = audiosim.open_collection(coll).duplicates()
+    assert report.verify and report.verification.compared_pairs >= 6 and report.verification.unreadable_files == 0
     near = [g for g in report.groups if g.kind == "near"]
+    assert all(m.basis == "content" and m.similarity >= DEFAULT_THRESHOLD for g in near for m in g.members)
     found = {frozenset(m.path.rsplit("/", 1)[-1] for m in g.members) for g in near}
     assert all(len({_stem(m.path) for m in g.members}) == 1 for g in report.groups), found  # no false pair
     for copy in ("chirp_copy.flac", "sweep_copy.mp3", "clicks_44k.wav", "hum_trim.wav", "tone_loud.wav", "pink_noisy.wav"):
@@ -77,11 +80,29 @@ def test_every_copy_is_found_and_no_false_pair_at_the_default_threshold(copies):
     assert [sorted(m.path.rsplit("/", 1)[-1] for m in g.members) for g in identical] == [["brown.wav", "brown_same_bytes.wav"]]
 
 
-def test_identical_files_are_grouped_by_hash_alone_and_one_item_has_no_groups(copies, tmp_path):
+def test_vector_only_finds_no_false_pair_either(copies):
+    _, coll = copies
+    report = find_duplicates(audiosim.open_collection(coll), verify=False)
+    assert not report.verify and report.verification is None
+    assert all(len({_stem(m.path) for m in g.members}) == 1 for g in report.groups)
+    assert all(m.basis == "vector" for g in report.groups if g.kind == "near" for m in g.members)
+
+
+def test_identical_files_are_grouped_by_hash_alone_and_one_item_has_no_groups(copies, tmp_path, monkeypatch):
+    from audiosim.engine.search import dedup
+    from audiosim.indexes.graph import empty_pairs
+
     folder, coll = copies
-    report = audiosim.open_collection(coll).duplicates(threshold=1.0 + 0.0)  # nothing is near at cosine 1 ...
-    kinds = [g.kind for g in report.groups]
-    assert "identical" in kinds  # ... identical bytes are grouped by their stored sha256 all the same
+    searched = []
+    monkeypatch.setattr(dedup, "neighbour_pairs", lambda X, **kw: searched.append(X.shape) or empty_pairs())
+    compared = []
+    real_check = dedup.check_pairs
+    monkeypatch.setattr(dedup, "check_pairs", lambda s, i, j, **kw: compared.append(len(i)) or real_check(s, i, j, **kw))
+    report = audiosim.open_collection(coll).duplicates()  # no vector neighbour found, no audio compared ...
+    assert [g.kind for g in report.groups] == ["identical"]  # ... identical bytes are grouped by their sha256 all the same
+    assert [m.basis for m in report.groups[0].members] == ["sha256", "sha256"]
+    assert searched == [(13, 1024)] and compared == [0]  # identical files: one content in the graph; no audio compared
+    monkeypatch.undo()
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(folder / "tone.wav", one / "tone.wav")
@@ -116,6 +137,10 @@ def test_dedup_command_text_json_csv(copies):
     assert d["files"] == 14 and d["identical_groups"] == 1 and d["near_groups"] >= 5
     rows = list(csv.DictReader(io.StringIO(CliRunner().invoke(main, ["dedup", "--collection", str(coll), "--csv"]).output)))
     assert {r["kind"] for r in rows} == {"identical", "near"} and all(r["path"] for r in rows)
+    assert {r["basis"] for r in rows} == {"sha256", "content"}
+    plain = json.loads(CliRunner().invoke(main, ["dedup", "--collection", str(coll), "--json", "--no-verify"]).output)
+    assert plain["verify"] is False and "candidate_pairs" not in plain and plain["identical_groups"] == 1
+    assert d["verify"] is True and d["compared_pairs"] >= 6 and d["unreadable_files"] == 0
     bad = CliRunner().invoke(main, ["dedup", "--collection", str(coll), "--threshold", "nan"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
@@ -139,7 +164,7 @@ def test_duplicates_endpoint_lists_groups_with_players(copies):
 
 
 def test_the_inverted_file_graph_finds_planted_near_copies(monkeypatch):
-    import audiosim.indexes.graph as graph
+    from audiosim.indexes import graph
 
     monkeypatch.setattr(graph, "EXACT_MAX", 100)  # force the IVF path on a small set
     rng = np.random.default_rng(1)
@@ -147,3 +172,16 @@ def test_the_inverted_file_graph_finds_planted_near_copies(monkeypatch):
     X[1400:] = X[:100] + 0.05 * rng.standard_normal((100, 32)).astype(np.float32)
     pairs = graph.similar_pairs(X, threshold=0.95, k=5, device="cpu", mutual=1)
     assert set(zip(pairs.i.tolist(), pairs.j.tolist())) == {(i, 1400 + i) for i in range(100)}
+
+
+def test_the_projected_inverted_file_graph_returns_exact_similarities(monkeypatch):
+    from audiosim.indexes import graph
+
+    monkeypatch.setattr(graph, "EXACT_MAX", 100)  # force the IVF path, on vectors wider than PCA_DIM
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((2000, 2 * graph.PCA_DIM)).astype(np.float32)
+    X[1900:] = X[:100] + 0.1 * rng.standard_normal((100, X.shape[1])).astype(np.float32)
+    pairs = graph.similar_pairs(X, threshold=0.9, k=5, device="cpu", mutual=1)
+    assert set(zip(pairs.i.tolist(), pairs.j.tolist())) == {(i, 1900 + i) for i in range(100)}
+    N = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_allclose(pairs.similarity, (N[pairs.i] * N[pairs.j]).sum(axis=1), rtol=1e-5)
