@@ -161,6 +161,14 @@ def test_duplicates_endpoint_lists_groups_with_players(copies):
         audio = c.get(member["audio_url"])
         assert audio.status_code == 200 and audio.content[:4] in (b"RIFF", b"fLaC", b"OggS")
         assert c.get("/api/collections/dups/duplicates", params={"threshold": 3}).status_code == 422
+        paths = [m["path"] for g in d["duplicates"] for m in g["members"]]
+        assert paths and not any(p.startswith("/") or str(coll) in p for p in paths), paths  # no server paths
+        vec = c.get("/api/collections/dups/duplicates", params={"verify": "false"}).json()
+        assert vec["verify"] is False and {m["basis"] for g in vec["duplicates"] for m in g["members"]} <= {"sha256", "vector"}
+    import audiosim
+
+    api = audiosim.open_collection(coll).duplicates(verify=False)  # the Python API passes verify= through
+    assert api.verify is False and api.to_dict()["near_groups"] == vec["near_groups"]
 
 
 def test_the_inverted_file_graph_finds_planted_near_copies(monkeypatch):

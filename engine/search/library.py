@@ -31,10 +31,12 @@ class Collection(store.CollectionStore):
         return Searcher(self, **embedder_options)
 
     def duplicates(self, *, threshold: float = DEFAULT_THRESHOLD, k: int = 10, device: str = "auto",
-                   mutual: int | None = DEFAULT_MUTUAL):
-        """Identical files (stored sha256) and near-duplicate groups (:mod:`audiosim.engine.search.dedup`)."""
+                   mutual: int | None = DEFAULT_MUTUAL, verify: bool = True):
+        """Identical files (stored sha256), near-duplicate groups (candidates from the vectors, checked on
+        their audio unless ``verify=False``) and, in segment collections, duplicated stretches
+        (:mod:`audiosim.engine.search.dedup`)."""
 
-        return find_duplicates(self, threshold=threshold, k=k, device=device, mutual=mutual)
+        return find_duplicates(self, threshold=threshold, k=k, device=device, mutual=mutual, verify=verify)
 
     def delete(self, *, ids: Iterable[int] | None = None, paths: Iterable[str] | None = None,
                wait: float | None = None, missing_ok: bool = False) -> int:

@@ -54,17 +54,26 @@ async def describe_collection(s: ServedCollection = Depends(served)) -> Collecti
 
 
 @router.get("/api/collections/{name}/duplicates",
-            summary="Identical files (stored sha256) and groups of near-duplicates (cosine >= threshold)")
+            summary="Identical files (stored sha256), groups of near-duplicates and, in segment collections, "
+                    "duplicated stretches")
 async def list_duplicates(request: Request, s: ServedCollection = Depends(served),
                           threshold: float = Query(DEFAULT_THRESHOLD, ge=-1, le=1,
-                                                   description="cosine similarity at or above which files are "
-                                                               "near-duplicates")) -> dict:
-    report = await run_in_threadpool(lambda: find_duplicates(s.collection, threshold=threshold))
+                                                   description="score at or above which two files are "
+                                                               "near-duplicates: the share of their aligned "
+                                                               "audio that agrees (verify) or their vectors' "
+                                                               "cosine (verify=false)"),
+                          verify: bool = Query(True, description="check each candidate pair on its audio "
+                                                                 "(false: the vectors alone decide)")) -> dict:
+    report = await run_in_threadpool(lambda: find_duplicates(s.collection, threshold=threshold, verify=verify))
+    snap = await run_in_threadpool(s.snapshot)
     out = report.to_dict()
     items = f"{base_path(request)}/api/collections/{s.name}/items"
     for g in out["duplicates"]:
         for m in g["members"]:
+            m["path"] = snap.relative(m["path"])  # recorded server paths are never sent to clients
             m["audio_url"] = f"{items}/{m['id']}/audio"  # a player per member
+    if "unreadable" in out:  # decoder messages name server paths: say how many, not where
+        out["unreadable"] = []
     return {"collection": s.name, **out}
 
 

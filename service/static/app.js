@@ -694,7 +694,7 @@ function extraText(obj, known) {
 
 // ---------------------------------------------------------------- duplicates
 const GROUP_ORDER = { identical: 0, near: 1 };
-const GROUP_TITLE = { identical: "Identical content", near: "Near-duplicates" };
+const GROUP_TITLE = { identical: "Identical content", near: "Near-duplicates", stretch: "Duplicated stretches" };
 const MEMBER_FIELDS = new Set(["id", "path", "label", "similarity", "score", "audio_url", "offset_s", "end_s", "duration_s",
                                "file_name", "item_url", "spectrogram_url"]);
 const GROUP_FIELDS = new Set(["kind", "size", "min_similarity", "members"]);
@@ -707,7 +707,7 @@ async function findDuplicates() {
   const threshold = raw === "" ? null : Number(raw);
   viewMessage("dup-message", "");
   if (raw !== "" && !(Number.isFinite(threshold) && threshold >= -1 && threshold <= 1)) {
-    viewMessage("dup-message", "The threshold is a cosine similarity between -1 and 1, e.g. 0.95.");
+    viewMessage("dup-message", "The threshold is a score between -1 and 1, e.g. 0.95.");
     return;
   }
   state.duplicates = null;
