@@ -13,7 +13,7 @@ from audiosim.engine.ingest.options import IndexOptions, parse_processes
 from audiosim.errors import IngestFailuresError, InvalidOptionError
 from audiosim.indexes.auto import DEFAULT_MEMORY_BUDGET, DEFAULT_TARGET_RECALL, parse_bytes
 
-INDEX_KINDS = ("flat", "hnsw", "hnswlib", "ivf", "sq8", "hnswsq", "ivfsq8", "ivfpq", "auto")  # audiosim.indexes.kinds.kind_names()
+INDEX_KINDS = ("flat", "hnsw", "hnswlib", "ivf", "sq8", "hnswsq", "hnswpca", "ivfsq8", "ivfpq", "auto")  # audiosim.indexes.kinds.kind_names()
 
 
 @click.command("index")
@@ -32,7 +32,8 @@ INDEX_KINDS = ("flat", "hnsw", "hnswlib", "ivf", "sq8", "hnswsq", "ivfsq8", "ivf
 @click.option("--target-recall", default=None, type=Number(min=0, max=1, min_open=True),
               help="With --index-kind auto: the recall@10 its search setting is tuned to reach [default: 0.95].")
 @click.option("--index-kind", default=None, type=click.Choice(INDEX_KINDS),
-              help="FAISS index: flat (exact, the default), hnsw, ivf, sq8, hnswsq, ivfsq8, ivfpq, or auto (chosen "
+              help="FAISS index: flat (exact, the default), hnsw, hnswlib, ivf, sq8, hnswsq, hnswpca (HNSW over PCA-reduced "
+                   "vectors, re-ranked exactly), ivfsq8, ivfpq, or auto (chosen "
                    "from the collection's size and --memory-budget, tuned to --target-recall) [default: the collection's].")
 @click.option("--postprocess", default=None, metavar="SPEC",
               help="Label-free post-processing fitted on the collection's vectors, e.g. power+center+whiten:256 ('none' removes it).")

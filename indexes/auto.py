@@ -7,14 +7,20 @@ One call for the engine (autofaiss's ``build_index``, streaming)::
     index.save(directory, extra={...})     # the sidecar's "build" records what happened
 
 1. :func:`plan_index` chooses (no data needed): exact ``flat`` up to ``exact_max_n`` vectors;
-   an HNSW graph (``hnsw``, else ``hnswsq``) up to ``graph_max_n``; beyond, IVF with
+   an HNSW graph up to ``graph_max_n`` -- over the full vectors (``hnsw``); where those exceed
+   the budget, over the first :data:`PCA_D` principal components with an exact re-rank
+   (``hnswpca``: a sixth of the memory, exact scores; when ``fetch`` is given, hnswlib is
+   installed and ``dim >= 2 * PCA_D``), else over 8-bit codes (``hnswsq``); an ``hnswpca`` index
+   that its tuning cannot bring to the target recall (data whose neighbours the components do not
+   keep) is replaced by the next candidate when ``batches`` can be read again. Beyond
+   ``graph_max_n``, IVF with
    ``nlist`` = the power of two nearest ``2 * sqrt(n)`` and the most accurate encoding whose
    resident memory fits ``memory_budget``: float vectors (``ivf``), 8-bit scalar codes
    (``ivfsq8``), else product quantisation (``ivfpq``) with the largest ``m`` that fits
    (``dim / 4`` down to ``dim / 64``; ``opq=True`` adds a learnt rotation — off by default:
    on YAMNet embeddings it cost minutes of training at 1024-d and lowered recall). A kind with
    approximate scores re-ranks its top candidates exactly when ``fetch`` is given (``rerank``:
-   10 x k for PQ, 2 x k for SQ8). When nothing fits and a ``directory`` is given, IVF-PQ lists
+   5 x k for PQ, 2 x k for SQ8). When nothing fits and a ``directory`` is given, IVF-PQ lists
    go on disk (only the centroids and codebooks count against the budget); otherwise a typed
    error names the memory needed.
 2. A sample of the data (:func:`~audiosim.indexes.streaming.sample_rows`, or ``sample=``) is
@@ -28,7 +34,7 @@ One call for the engine (autofaiss's ``build_index``, streaming)::
 4. :func:`tune` sets the search knob (``nprobe`` / ``ef_search``) to the smallest value whose
    recall@k on the held-out queries reaches ``target_recall`` — judged on the one-sided 90 %
    lower confidence bound of the mean over queries, so it holds on unseen queries (doubling,
-   then bisection); if none does, it doubles ``rerank`` (up to 4x) and tries again, and at
+   then bisection); if none does, it doubles ``rerank`` (up to 8x) and tries again, and at
    worst keeps the best setting with ``target_met: false``. Then the held-out rows are added.
 
 The sidecar's ``build`` records: ``requested`` ("auto"), ``kind``, ``reason``,
@@ -42,6 +48,7 @@ them in the index), ``recall_lower_90``, ``target_met``, ``tuned_on``,
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import time
@@ -64,8 +71,10 @@ EXACT_MAX_N = 20_000
 GRAPH_MAX_N = 100_000
 QUERIES = 500
 MAX_TRAIN_ROWS = 120_000
-PQ_RERANK = 10
+PQ_RERANK = 5  # 1M x 1024 YAMNet-like, IVF-PQ256 nprobe 8: recall@10 0.962 at 5 x k, 0.964 at 10 x k, half the rows read
 SQ_RERANK = 2
+PCA_D = 128  # components of the hnswpca kind auto builds
+PCA_RERANK = 2
 Z_90 = 1.2816  # one-sided 90 % normal quantile
 GPU_MAX_PQ_M = 64  # FAISS GPU IVF-PQ takes at most 96 sub-quantisers (and shared memory limits bind earlier)
 
@@ -118,10 +127,12 @@ def pq_m_choices(dim: int) -> list[int]:
 
 def plan_index(n: int, dim: int, *, memory_budget: int | str = DEFAULT_MEMORY_BUDGET, metric: str = "cosine",
                rerank_ok: bool = False, ondisk_ok: bool = False, exact_max_n: int = EXACT_MAX_N,
-               graph_max_n: int = GRAPH_MAX_N, opq: bool = False, gpu: bool = False) -> IndexPlan:
+               graph_max_n: int = GRAPH_MAX_N, opq: bool = False, gpu: bool = False, pca_graph: bool = True) -> IndexPlan:
     """The first candidate (see the module docstring) whose estimated resident memory fits ``memory_budget``.
 
-    ``gpu=True`` keeps to kinds FAISS searches on a GPU (no graphs, no flat SQ8; PQ with m <= 64)."""
+    ``gpu=True`` keeps to kinds FAISS searches on a GPU (no graphs, no flat SQ8; PQ with m <= 64).
+    ``pca_graph=False`` leaves out the ``hnswpca`` kind (which needs ``rerank_ok``, hnswlib, and
+    ``dim >= 2 * PCA_D``)."""
     budget = parse_bytes(memory_budget)
     metric = Metric.parse(metric)
     n, dim = int(n), int(dim)
@@ -136,8 +147,12 @@ def plan_index(n: int, dim: int, *, memory_budget: int | str = DEFAULT_MEMORY_BU
         cands += [("flat", {}, False, 0, f"{n} <= {exact_max_n} vectors: exact search is fast enough"),
                   ("sq8", sq_rr, False, min(n, 20_000), "exact scan of 8-bit codes (float vectors exceed the budget)")]
     elif n <= graph_max_n:
-        cands += [("hnsw", {"m": 32}, False, 0, f"{n} <= {graph_max_n} vectors: HNSW graph"),
-                  ("hnswsq", {"m": 32, **sq_rr}, False, min(n, 20_000), "HNSW over 8-bit codes (floats exceed the budget)")]
+        cands.append(("hnsw", {"m": 32}, False, 0, f"{n} <= {graph_max_n} vectors: HNSW graph"))
+        if pca_graph and rerank_ok and dim >= 2 * PCA_D and _has_hnswlib():
+            cands.append(("hnswpca", {"m": 16, "d": PCA_D, "rerank": PCA_RERANK}, False, min(n, 25_000),
+                          f"{n} <= {graph_max_n} vectors of dim {dim}: HNSW over {PCA_D} principal components, "
+                          "candidates re-ranked exactly (float vectors exceed the budget)"))
+        cands += [("hnswsq", {"m": 32, **sq_rr}, False, min(n, 20_000), "HNSW over 8-bit codes (floats exceed the budget)")]
     ivf = {"nlist": nlist, "niter": 10}
     cands += [("ivf", ivf, False, train, f"IVF-Flat, nlist={nlist}: float vectors fit the budget"),
               ("ivfsq8", {**ivf, **sq_rr}, False, train, f"IVF-SQ8, nlist={nlist}: 8-bit codes fit the budget")]
@@ -160,6 +175,11 @@ def plan_index(n: int, dim: int, *, memory_budget: int | str = DEFAULT_MEMORY_BU
     hint = "" if ondisk_ok else ", or give a directory so IVF lists can stay on disk"
     raise VectorIndexError(f"no index of {n} vectors of dim {dim} fits a memory budget of {_fmt(budget)} "
                            f"(the smallest needs {_fmt(smallest)}); raise --memory-budget{hint}")
+
+
+def _has_hnswlib() -> bool:
+    """Whether the optional hnswlib package (the ``hnswpca`` kind's graph) is installed."""
+    return importlib.util.find_spec("hnswlib") is not None
 
 
 def _fmt(b: int) -> str:
@@ -221,7 +241,7 @@ def query_recalls(index: VectorIndex, queries: np.ndarray, truth: ExactTopK | tu
 
 def tune(index: VectorIndex, queries: np.ndarray, truth: ExactTopK | tuple, *,
          target_recall: float = DEFAULT_TARGET_RECALL, k: int = 10, fetch: Fetch | None = None,
-         query_ids: np.ndarray | None = None, rerank_doublings: int = 2, bisect_steps: int = 6) -> TuneResult:
+         query_ids: np.ndarray | None = None, rerank_doublings: int = 3, bisect_steps: int = 6) -> TuneResult:
     """Set ``index``'s knob (and, if needed, its rerank factor) to the cheapest setting reaching ``target_recall``.
 
     "Reaching" is judged on the one-sided 90 % lower confidence bound of the mean recall over
@@ -356,6 +376,11 @@ def choose_and_build(batches: Batches | Callable[[], Batches], *, n: int, dim: i
                      "curve": [list(c) for c in result.curve]})
     else:
         info.update({"knob": None, "value": None, "measured_recall": 1.0, "recall_lower_90": 1.0, "target_met": True})
+    if index.KIND == "hnswpca" and not info["target_met"] and callable(batches):
+        # the principal components lose neighbours of this data: the full-vector graph instead
+        return choose_and_build(batches, n=n, dim=dim, metric=metric, memory_budget=memory_budget,
+                                target_recall=target_recall, fetch=fetch, directory=directory, k=k, queries=queries,
+                                seed=seed, device=device, progress=progress, **{**plan_options, "pca_graph": False})
     if held_out is not None and q_x is not None:
         index.add(q_ids, q_x)  # the held-out rows join the index once the tuning is done
     info.update({"rerank": index.rerank, "memory_bytes": int(index.memory_bytes()),

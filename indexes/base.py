@@ -325,25 +325,43 @@ class VectorIndex:
         r = self.rerank if rerank is None else int(rerank)
         if r < 0:
             raise VectorIndexError(f"rerank must be >= 0, got {r}")
+        allowed = None if allowed_ids is None else id_array(allowed_ids)
+        scores, ids = self.search_prepared(q, k, fetch=fetch, rerank=r, allowed=allowed, knob=knob)
+        return SearchResult(scores=scores, ids=ids, metric=self.metric)
+
+    def search_prepared(self, q: np.ndarray, k: int, *, fetch: Fetch | None = None, rerank: int | None = None,
+                        allowed: np.ndarray | None = None, knob: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` of queries already through :meth:`prepare` (float32, C-contiguous ``[n, dim]``, finite,
+        unit length for cosine), without checking them again: ``(scores [n, k], ids [n, k])``.
+
+        For callers that prepared the query themselves (the Searcher's single-vector path): ``k >= 1``,
+        ``allowed`` an int64 id array (:func:`id_array`) or None, ``rerank`` and ``knob`` as in :meth:`search`.
+        """
+        r = self.rerank if rerank is None else rerank
         if r > 0 and fetch is None:
             raise VectorIndexError(f"this {self.KIND} index re-ranks its top {r} x k candidates exactly: pass "
                                    "fetch=(ids -> stored float vectors), or rerank=0 for approximate scores")
         kk = k * r if r > 0 else k
-        allowed = None if allowed_ids is None else id_array(allowed_ids)
         if len(self) == 0 or not self.is_trained or (allowed is not None and allowed.size == 0):
             scores = np.zeros((q.shape[0], kk), np.float32)
             ids = np.full((q.shape[0], kk), -1, np.int64)
+        elif r > 0:  # only the candidates' ids matter: their exact scores come next
+            scores, ids = None, self._candidates(q, kk, allowed, knob)
         else:
             scores, ids = self._search_raw(q, kk, allowed, knob)
             if self.metric == "euclidean":
                 scores = np.sqrt(np.maximum(scores, 0.0))
         if r > 0:
             scores, ids = self._rerank(q, ids, k, fetch)
-        missing = ids < 0
-        if missing.any():
+        if ids[0, -1] < 0 if ids.shape[0] == 1 else (ids < 0).any():  # one query: missing neighbours come last
+            missing = ids < 0
             scores = scores.copy()
             scores[missing] = -np.inf if self.metric == "cosine" else np.inf
-        return SearchResult(scores=np.asarray(scores, np.float32), ids=np.asarray(ids, np.int64), metric=self.metric)
+        if scores.dtype != np.float32:
+            scores = scores.astype(np.float32)
+        if ids.dtype != np.int64:
+            ids = ids.astype(np.int64)
+        return scores, ids
 
     def _selector(self, allowed: np.ndarray | None):
         """(selector or None, objects to keep alive while FAISS uses it)."""
@@ -376,17 +394,20 @@ class VectorIndex:
         del keep
         return scores, ids
 
+    def _candidates(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None) -> np.ndarray:
+        """The ids of :meth:`_search_raw`'s top ``k`` (a kind may skip computing scores nobody reads)."""
+        return self._search_raw(q, k, allowed, knob)[1]
+
     def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int, fetch: Fetch) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores of the candidate ids (from ``fetch``), best ``k`` per query."""
+        if q.shape[0] == 1:  # one query (the common case): its candidates are distinct, no de-duplication pass
+            return self._rerank_one(q[0], cand[0], k, fetch)
         uniq = np.unique(cand[cand >= 0])
         out_s = np.full((q.shape[0], k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
         out_i = np.full((q.shape[0], k), -1, np.int64)
         if uniq.size == 0:
             return out_s, out_i
-        vecs = np.ascontiguousarray(np.asarray(fetch(uniq), dtype=np.float32))
-        if vecs.ndim != 2 or vecs.shape != (uniq.size, self.dim):
-            raise VectorIndexError(f"fetch returned shape {vecs.shape} for {uniq.size} ids; it must return "
-                                   f"float32[{uniq.size}, {self.dim}] in the order of the ids it was given")
+        vecs = self._fetched(fetch, uniq)
         norms = exact.row_norms(vecs, self.metric) if self.metric == "cosine" else None
         for row in range(q.shape[0]):
             c = cand[row][cand[row] >= 0]
@@ -400,6 +421,38 @@ class VectorIndex:
             out_s[row, :best.size] = s
             out_i[row, :best.size] = best
         return out_s, out_i
+
+    def _rerank_one(self, q: np.ndarray, cand: np.ndarray, k: int, fetch: Fetch) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_rerank` of one query ``q`` [dim] and its candidate ids ``cand`` [c] (distinct; -1 for none)."""
+        c = cand[cand >= 0] if cand[-1] < 0 else cand  # missing candidates (-1) come last
+        if c.size:
+            s = exact.scores(self._fetched(fetch, c), q, self.metric)
+            if not np.isfinite(s).all():
+                raise VectorIndexError("fetch returned vectors with NaN or infinity; repair the stored vectors")
+            if c.size <= 512:  # a few candidates: one sort by score, ties by the smaller id (as exact.top_k ranks)
+                order = np.lexsort((c, -s if self.metric == "cosine" else s))[:k]
+                s, best = s[order], c[order]
+            else:
+                s, best = exact.top_k(s, c, k, self.metric)
+            if best.size == k:
+                return s.astype(np.float32, copy=False)[None, :], best[None, :]
+        else:
+            s, best = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        out_s = np.full((1, k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
+        out_i = np.full((1, k), -1, np.int64)
+        out_s[0, :best.size] = s
+        out_i[0, :best.size] = best
+        return out_s, out_i
+
+    def _fetched(self, fetch: Fetch, ids: np.ndarray) -> np.ndarray:
+        """``fetch(ids)`` checked: float32 ``[len(ids), dim]``, C-contiguous."""
+        vecs = fetch(ids)
+        if not (type(vecs) is np.ndarray and vecs.dtype == np.float32 and vecs.flags.c_contiguous):
+            vecs = np.ascontiguousarray(np.asarray(vecs, dtype=np.float32))
+        if vecs.ndim != 2 or vecs.shape != (ids.size, self.dim):
+            raise VectorIndexError(f"fetch returned shape {vecs.shape} for {ids.size} ids; it must return "
+                                   f"float32[{ids.size}, {self.dim}] in the order of the ids it was given")
+        return vecs
 
     # ------------------------------------------------------------------ persistence
     def sidecar(self) -> dict:

@@ -74,9 +74,25 @@ class HnswlibIndex(VectorIndex):
         self._removed = np.zeros(0, np.int64)
         self._removed_sel = None
         self._knob_lock = threading.Lock()
-        self._index = _hnswlib().Index(space="ip" if self.metric == "cosine" else "l2", dim=self.dim)
+        self._index = self._new_graph()
         self._index.init_index(max_elements=1024, M=self.m, ef_construction=self.ef_construction, random_seed=100)
         self._index.set_ef(self.ef_search)
+
+    # ------------------------------------------------------------------ the graph's space (hooks for subclasses)
+    def _new_graph(self):
+        """An empty ``hnswlib.Index`` for the vectors the graph holds."""
+        return _hnswlib().Index(space="ip" if self.metric == "cosine" else "l2", dim=self._graph_dim())
+
+    def _graph_dim(self) -> int:
+        return self.dim
+
+    def _to_graph(self, x: np.ndarray) -> np.ndarray:
+        """Prepared vectors as the graph stores them (here: as they are)."""
+        return x
+
+    def _graph_scores(self, dist: np.ndarray) -> np.ndarray:
+        """hnswlib's distances as this index's raw scores (cosine: similarity; euclidean: squared distance)."""
+        return (1.0 - dist) if self.metric == "cosine" else dist
 
     # ------------------------------------------------------------------ state
     def _ntotal(self) -> int:
@@ -109,7 +125,7 @@ class HnswlibIndex(VectorIndex):
         need = self._ntotal() + ids.size
         if need > self._index.get_max_elements():
             self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
-        self._index.add_items(x, ids.astype(np.uint64))
+        self._index.add_items(self._to_graph(x), ids.astype(np.uint64))
 
     def _remove(self, ids: np.ndarray) -> int:
         fresh = np.setdiff1d(np.intersect1d(ids, self._all_ids()), self._removed)
@@ -134,28 +150,37 @@ class HnswlibIndex(VectorIndex):
             raise VectorIndexError(f"the index holds no vector for some of the ids {arr[:5].tolist()}: {e}") from None
 
     # ------------------------------------------------------------------ searching
-    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None):
+    def _candidates(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None) -> np.ndarray:
+        return self._search_raw(q, k, allowed, knob, want_scores=False)[1]
+
+    def _search_raw(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None, *,
+                    want_scores: bool = True):
         kk = max(0, min(int(k), len(self), allowed.size if allowed is not None else int(k)))
-        scores = np.full((q.shape[0], k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
-        ids = np.full((q.shape[0], k), -1, np.int64)
         if kk == 0:
-            return scores, ids
+            return (np.full((q.shape[0], k), -np.inf if self.metric == "cosine" else np.inf, np.float32),
+                    np.full((q.shape[0], k), -1, np.int64))
         filt = None
         if allowed is not None:
             members = set(allowed.tolist())
             filt = members.__contains__
         ef = max(int(knob or self.ef_search), kk)
-        if ef != self.ef_search:
+        g = self._to_graph(q)
+        if ef != max(self.ef_search, kk):  # hnswlib searches with max(its ef, k) by itself
             with self._knob_lock:
                 self._index.set_ef(ef)
                 try:
-                    labels, dist = self._query(q, kk, filt)
+                    labels, dist = self._query(g, kk, filt)
                 finally:
                     self._index.set_ef(self.ef_search)
         else:
-            labels, dist = self._query(q, kk, filt)
-        ids[:, :kk] = labels.astype(np.int64)
-        scores[:, :kk] = (1.0 - dist) if self.metric == "cosine" else dist
+            labels, dist = self._query(g, kk, filt)
+        if labels.shape[1] == k:  # all asked for (the common case): no padding
+            return (self._graph_scores(dist) if want_scores else None), (
+                labels.view(np.int64) if labels.dtype == np.uint64 else labels)
+        scores = np.full((q.shape[0], k), -np.inf if self.metric == "cosine" else np.inf, np.float32)
+        ids = np.full((q.shape[0], k), -1, np.int64)
+        ids[:, :labels.shape[1]] = labels
+        scores[:, :labels.shape[1]] = self._graph_scores(dist)
         return scores, ids
 
     def _query(self, q: np.ndarray, k: int, filt):
@@ -181,7 +206,14 @@ class HnswlibIndex(VectorIndex):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return {HNSWLIB_FILE: file_meta(final)}
+        return {HNSWLIB_FILE: file_meta(final), **self._write_extra(d)}
+
+    def _write_extra(self, d: Path) -> dict:
+        """Files a subclass saves beside the graph: {name: {bytes, sha256}}."""
+        return {}
+
+    def _load_extra(self, d: Path, sidecar: dict) -> None:
+        """Read what :meth:`_write_extra` saved (the files are verified against the sidecar before)."""
 
     @classmethod
     def load(cls, directory: Path, sidecar: dict, *, device: str = "cpu") -> "HnswlibIndex":
@@ -191,14 +223,15 @@ class HnswlibIndex(VectorIndex):
             raise VectorIndexError(f"the sidecar's parameters do not fit the hnswlib kind ({e}); rebuild the index") from None
         path = Path(directory) / HNSWLIB_FILE
         total = int(sidecar.get("count", 0)) + int(sidecar.get("removed", 0))
-        idx._index = _hnswlib().Index(space="ip" if idx.metric == "cosine" else "l2", dim=idx.dim)
+        idx._load_extra(Path(directory), sidecar)
+        idx._index = idx._new_graph()
         try:
             idx._index.load_index(str(path), max_elements=max(total, 1))
         except (RuntimeError, OSError) as e:
             raise VectorIndexError(f"cannot read {path}: {e}; rebuild it with `audiosim index` "
                                    f"(see {Path(directory) / SIDECAR})") from None
-        if idx._index.dim != idx.dim:
-            raise VectorIndexError(f"the sidecar says dim {idx.dim}, {path} holds {idx._index.dim}")
+        if idx._index.dim != idx._graph_dim():
+            raise VectorIndexError(f"the sidecar says dim {idx._graph_dim()}, {path} holds {idx._index.dim}")
         idx._index.set_ef(idx.ef_search)
         idx.trained_for = sidecar.get("trained_for")
         idx.build_info = dict(sidecar.get("build") or {})

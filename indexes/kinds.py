@@ -25,6 +25,8 @@ KINDS = MappingProxyType({
     "sq8": ("audiosim.indexes.sq", "Sq8Index", "exhaustive scan of 8-bit scalar codes (1/4 of the floats)"),
     "hnswlib": ("audiosim.indexes.hnswlib_index", "HnswlibIndex", "HNSW graph searched by hnswlib (faster single queries; extra)"),
     "hnswsq": ("audiosim.indexes.hnsw", "HnswSqIndex", "HNSW graph over 8-bit scalar codes"),
+    "hnswpca": ("audiosim.indexes.hnswpca", "HnswPcaIndex",
+                "HNSW graph (hnswlib) over PCA-reduced vectors, candidates re-ranked exactly (fastest single queries; extra)"),
     "ivfsq8": ("audiosim.indexes.ivf", "IvfSq8Index", "IVF over 8-bit scalar codes"),
     "ivfpq": ("audiosim.indexes.ivf", "IvfPqIndex", "IVF-PQ (optionally OPQ-rotated) product-quantiser codes"),
 })

@@ -1,8 +1,9 @@
 """audiosim through ``Searcher.search`` against peer libraries on the same vectors, the same thread, in one run.
 
-Prints one JSON object. Example (the issue-22 run)::
+Prints one JSON object on stdout and two Markdown tables on stderr. Example (the issue-22 run)::
 
-    python scripts/bench_peers.py --n 100000 --dim 1024 --source audio --queries 300
+    python scripts/bench_peers.py --n 100000 --dim 1024 --source audio --queries 200 \
+        --frames-npy FRAMES.npy --lock /tmp/bench.lock
 
 Corpus: ``scripts/bench_scale.py``'s (``audio``: mixtures of real YAMNet frames of ESC-50 plus
 noise; ``gaussian``: 200 clusters), written once to ``--workdir``; queries are fresh draws, never
@@ -13,22 +14,29 @@ per query for each filter (numpy, float64 normalisation, cosine).
 Contenders, each searched one query at a time on one thread (FAISS and BLAS set to 1 thread; builds use
 every core):
 
-* ``audiosim-<kind>``: a real collection (Parquet parts, vector files, the saved index) queried
-  through ``Searcher.search(vector=..., k=10[, label=...])``: ``flat``, ``hnsw`` (FAISS),
-  ``hnswlib`` (hnswlib behind audiosim's interface), ``ivfpq`` (nlist ~ 2 sqrt(n), m = dim/8,
-  exact re-rank 10 x k from the vector files) and ``auto`` (``--memory-budget``, default 64M);
-  the search knob (``ef_search`` / ``nprobe``) is swept by setting it on the searcher's loaded
-  index, as ``audiosim index --index-param`` would; filtered searches use the planner.
+* ``audiosim-<kind>``: a real collection (Parquet parts, vector files, the saved index; one
+  hard-linked copy per kind, so that every kind's searcher is loaded at once) queried through
+  ``Searcher.search(vector=..., k=10[, label=...])``: ``flat``, ``hnsw`` (FAISS), ``hnswlib``
+  (hnswlib behind audiosim's interface), ``hnswpca`` (hnswlib over 128 principal components,
+  candidates re-ranked exactly from the vector files; swept over (ef_search, rerank) pairs),
+  ``ivfpq`` (nlist ~ 2 sqrt(n), m = dim/8, exact re-rank 10 x k from the vector files) and
+  ``auto`` (``--memory-budget``, default 64M); the search knob (``ef_search`` / ``nprobe``) is
+  swept by setting it on the searcher's loaded index, as the index parameters would; filtered
+  searches use the planner. A saved index that is current is reused (its build time not re-measured).
 * peers called directly: ``faiss-flat``, ``faiss-hnsw`` (IndexHNSWFlat, the same m=32 and
   efConstruction=80; filters through an IDSelector), ``hnswlib`` (the same M and ef_construction;
   filters through its filter callback), ``usearch`` (connectivity 32, expansion_add 80; no filter
   in its Python search: unfiltered only) and ``lancedb`` (exact scan, filters as a prefilter
-  ``where``), each when its package imports.
+  ``where``), each when its package imports. The two graphs are saved in ``--workdir`` and loaded
+  by later runs.
 
-For each contender and filter: every knob value's recall@10 and single-query q/s (the median of
-``--repeats`` timed passes), and ``best_qps_at_target``: the highest q/s whose recall reaches
-``--target-recall``. ``ratios`` divides audiosim's best by the best peer's for each filter.
-Measured on whatever machine runs it: the JSON names it.
+First every setting's recall@10 is measured (untimed). Then ``--repeats`` timed rounds: in each,
+the contenders take turns point by point -- audiosim's kinds, then each peer, then again -- so a
+change of the machine's load during the run falls on all of them alike (``--lock PATH`` holds an
+flock on PATH for these rounds only). For each contender and filter: every setting's recall@10
+and single-query q/s (the median of its passes), and ``best_qps_at_target``: the highest q/s
+whose recall reaches ``--target-recall``. ``ratios`` divides audiosim's best by the best peer's
+for each filter. Measured on whatever machine runs it: the JSON names it.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -127,51 +137,101 @@ def recall(found: list, truth: np.ndarray) -> float:
     return float(np.mean(out))
 
 
-def timed(fn, Q, repeats: int, limit_s: float) -> tuple[list, float]:
-    """(results of the first pass, median q/s over ``repeats`` passes of at most ``limit_s`` each)."""
-    first = [fn(q) for q in Q]
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        done = 0
-        for q in Q:
-            fn(q)
-            done += 1
-            if time.perf_counter() - t0 > limit_s and done >= 20:
-                break
-        rates.append(done / (time.perf_counter() - t0))
-    return first, float(np.median(rates))
+@dataclass
+class Contender:
+    """One library (or audiosim kind) ready to search: ``run(setting, filter)`` returns ``q -> ids`` (or None)."""
+
+    name: str
+    settings: list
+    run: Callable
+    filters: tuple = FILTERS
+    info: dict = field(default_factory=dict)
+    unit_queries: bool = False  # the peers are handed unit-length queries (audiosim normalises its own)
 
 
-def sweep(name, settings, run, Q, truth, args, *, filters=FILTERS) -> dict:
-    """{filter: {"points": [...], "best_qps_at_target": q/s or None}} for one contender."""
-    out = {}
-    for f in filters:
-        points = []
-        for value in settings:
-            fn = run(value, f)
+def first_pass(c: Contender, Q, truth, args) -> list[dict]:
+    """Recall of every setting of ``c`` for every filter (untimed); stops a filter's sweep at recall >= 0.999."""
+    points = []
+    for f in c.filters:
+        for value in c.settings:
+            fn = c.run(value, f)
             if fn is None:
                 continue
-            found, qps = timed(fn, Q, args.repeats, args.pass_seconds)
-            points.append({"setting": value, "recall_at_10": round(recall(found, truth[f]), 4), "qps": round(qps, 1)})
-            print(f"[bench_peers] {name} filter={f} setting={value}: {points[-1]}", file=sys.stderr, flush=True)
-            if points[-1]["recall_at_10"] >= max(args.target_recall, 0.999):
+            rec = round(recall([fn(q) for q in (unit(Q).astype(np.float32) if c.unit_queries else Q)], truth[f]), 4)
+            points.append({"filter": f, "setting": value, "recall_at_10": rec, "rates": []})
+            print(f"[bench_peers] {c.name} filter={f} setting={value}: recall {rec}", file=sys.stderr, flush=True)
+            if rec >= max(args.target_recall, 0.999):
                 break  # higher settings only cost speed
-        ok = [p["qps"] for p in points if p["recall_at_10"] >= args.target_recall]
-        out[str(f)] = {"points": points, "best_qps_at_target": max(ok) if ok else None}
+    return points
+
+
+def timed_pass(fn, Q, limit_s: float) -> float:
+    """Queries per second of one pass over ``Q`` (stopped after ``limit_s`` once 20 queries ran)."""
+    t0 = time.perf_counter()
+    done = 0
+    for q in Q:
+        fn(q)
+        done += 1
+        if done >= 20 and time.perf_counter() - t0 > limit_s:
+            break
+    return done / (time.perf_counter() - t0)
+
+
+def interleaved_timing(contenders: list[Contender], points: dict, Q, args) -> None:
+    """``args.repeats`` rounds; in each, every contender's every (filter, setting) point gets one timed pass, the
+    contenders taking turns point by point (audiosim's kinds, then each peer, then again), so a change of the
+    machine's load during the run falls on all of them alike. Fills each point's ``rates``."""
+    queue = []
+    longest = max((len(points[c.name]) for c in contenders), default=0)
+    for i in range(longest):
+        for c in contenders:
+            if i < len(points[c.name]):
+                queue.append((c, points[c.name][i]))
+    Qn = unit(Q).astype(np.float32)
+    for rep in range(args.repeats):
+        for c, p in queue:
+            fn = c.run(p["setting"], p["filter"])
+            p["rates"].append(timed_pass(fn, Qn if c.unit_queries else Q, args.pass_seconds))
+        print(f"[bench_peers] timed round {rep + 1}/{args.repeats} done (load {os.getloadavg()})", file=sys.stderr,
+              flush=True)
+
+
+def summarise(c: Contender, pts: list[dict], args) -> dict:
+    out = {}
+    for f in c.filters:
+        mine = [{"setting": p["setting"], "recall_at_10": p["recall_at_10"], "qps": round(float(np.median(p["rates"])), 1)}
+                for p in pts if p["filter"] == f]
+        ok = [p for p in mine if p["recall_at_10"] >= args.target_recall]
+        best = max(ok, key=lambda p: p["qps"]) if ok else None
+        out[str(f)] = {"points": mine, "best_qps_at_target": best["qps"] if best else None,
+                       "best_setting": best["setting"] if best else None,
+                       "best_recall": best["recall_at_10"] if best else None}
     return out
 
 
 # ---------------------------------------------------------------------- audiosim
-def audiosim_contenders(X, Q, labels, truth, args) -> dict:
+AUDIOSIM_KINDS = {
+    "flat": ("flat", {}),
+    "hnsw": ("hnsw", {"m": 32, "ef_construction": 80}),
+    "hnswlib": ("hnswlib", {"m": 32, "ef_construction": 80}),
+    "hnswpca": ("hnswpca", None),  # m 16, ef_construction 80, d = min(128, dim), rerank 2 (the kind's defaults)
+    "ivfpq": ("ivfpq", None),  # nlist ~ 2 sqrt(n), m = dim / 8, re-rank 10 x k: filled in from the data size
+    "auto": ("auto", None),  # --memory-budget
+}
+# hnswpca: (ef_search, rerank) pairs -- candidates = rerank x k, the graph walks max(ef_search, candidates)
+PCA_SETTINGS = ((16, 2), (24, 2), (32, 2), (48, 2), (32, 3), (48, 3), (64, 3), (96, 4))
+
+
+def _collection_root(args) -> Path:
+    return Path(args.workdir) / f"collection-{args.source}-n{args.n}-d{args.dim}-s{args.seed}"
+
+
+def _make_collection(X, labels, args) -> Path:
     from audiosim.engine.models.embedders.base import EmbedderInfo
     from audiosim.engine.models.pooling import PoolingSpec
-    from audiosim.engine.search.searcher import Searcher
-    from audiosim.engine.store.indexing import ensure_index
     from audiosim.engine.store.store import CollectionStore, Rows
-    from audiosim.indexes.auto import ivf_nlist
 
-    root = Path(args.workdir) / f"collection-{args.source}-n{args.n}-d{args.dim}-s{args.seed}"
+    root = _collection_root(args)
     if not CollectionStore.exists(root):
         shutil.rmtree(root, ignore_errors=True)
         info = EmbedderInfo(name="synthetic", version="1", sample_rate=16000, dim=args.dim, window_s=0.96, hop_s=0.48)
@@ -182,80 +242,120 @@ def audiosim_contenders(X, Q, labels, truth, args) -> dict:
                 w.append(Rows(path=[f"/synthetic/{i:08d}.wav" for i in range(s, e)],
                               content_sha256=[f"{i:064x}" for i in range(s, e)], offset_s=np.zeros(e - s),
                               duration_s=np.full(e - s, 1.0), label=labels[s:e].tolist(), embedding=X[s:e]))
-    coll = CollectionStore.open(root)
-    kinds = {"flat": ("flat", {}), "hnsw": ("hnsw", {"m": 32, "ef_construction": 80}),
-             "hnswlib": ("hnswlib", {"m": 32, "ef_construction": 80}),
-             "ivfpq": ("ivfpq", {"nlist": ivf_nlist(args.n), "niter": 10, "m": args.dim // 8, "rerank": 10}),
-             "auto": ("auto", {"memory_budget": args.memory_budget})}
-    out = {}
-    for name in args.audiosim_kinds.split(","):
-        kind, params = kinds[name]
+    return root
+
+
+def _kind_copy(root: Path, name: str) -> Path:
+    """A copy of the collection for one kind (its data files hard-linked: parts are never changed in place), so
+    every kind's searcher stays loaded at once."""
+    from audiosim.engine.store.store import CollectionStore
+
+    dst = root.with_name(f"{root.name}-{name}")
+    if not CollectionStore.exists(dst):
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(root, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
+        for f in dst.iterdir():  # the top-level files (the manifest) get their own inodes: only parts are shared
+            if f.is_file():
+                data = f.read_bytes()
+                f.unlink()
+                f.write_bytes(data)
+    return dst
+
+
+def audiosim_contenders(X, labels, args) -> list[Contender]:
+    from audiosim.engine.search.searcher import Searcher
+    from audiosim.engine.store.indexing import ensure_index
+    from audiosim.engine.store.store import CollectionStore
+    from audiosim.indexes.auto import ivf_nlist
+
+    root = _make_collection(X, labels, args)
+    out = []
+    for name in [k for k in args.audiosim_kinds.split(",") if k]:
+        kind, params = AUDIOSIM_KINDS[name]
+        if name == "ivfpq":
+            params = {"nlist": ivf_nlist(args.n), "niter": 10, "m": args.dim // 8, "rerank": 10}
+        elif name == "hnswpca":
+            params = {"m": 16, "ef_construction": 80, "d": min(128, args.dim), "rerank": 2}
+        elif name == "auto":
+            params = {"memory_budget": args.memory_budget}
+        coll = CollectionStore.open(_kind_copy(root, name))
         t0 = time.perf_counter()
         with build_threads():
             with coll.writer() as w:
-                w.set_fields(index_kind=kind, index_params=params)
+                if w.manifest.index_kind != kind or w.manifest.index_params != params:
+                    w.set_fields(index_kind=kind, index_params=params)
+                rebuilt = not w.manifest.index_fresh
                 ensure_index(w)
         build_s = time.perf_counter() - t0
-        searcher = Searcher(root)
+        searcher = Searcher(coll.root)
         vindex = searcher._state.index.index
         knob = vindex.KNOB
-        own = getattr(vindex, knob) if knob else None
-        settings = [None] if knob is None or name == "auto" else (EF_VALUES if knob == "ef_search" else NPROBE_VALUES)
+        if vindex.KIND == "hnswpca" and name != "auto":
+            settings = list(PCA_SETTINGS)
+        else:
+            settings = [None] if knob is None or name == "auto" else (EF_VALUES if knob == "ef_search" else NPROBE_VALUES)
 
         def run(value, f, vindex=vindex, knob=knob, searcher=searcher):
-            if value is not None:
-                vindex.set_knob(value)  # the loaded index's knob: what --index-param ef_search=... saves
+            if isinstance(value, tuple):  # hnswpca: (ef_search, rerank)
+                vindex.set_knob(value[0])
+                vindex.rerank = value[1]
+            elif value is not None:
+                vindex.set_knob(value)  # the loaded index's knob: what the index parameters would save
             if f is None:
                 return lambda q: [h.id for h in searcher.search(vector=q, k=K)]
             return lambda q: [h.id for h in searcher.search(vector=q, k=K, label=f)]
 
-        res = sweep(f"audiosim-{name}", settings, run, Q, truth, args)
-        if knob and own is not None:
-            vindex.set_knob(own)
-        out[f"audiosim-{name}"] = {"build_s": round(build_s, 1), "kind": vindex.KIND, "params": vindex.params(),
-                                   "auto": {k: v for k, v in vindex.build_info.items() if k != "curve"} or None,
-                                   "results": res}
+        sidecar = json.loads((coll.root / coll.manifest.index.dir / "index.json").read_text())
+        out.append(Contender(f"audiosim-{name}", settings, run, info={
+            "build_s": round(build_s, 1) if rebuilt else None, "reused_saved_index": not rebuilt,
+            "saved_build": sidecar.get("build") and {k: v for k, v in sidecar["build"].items() if k != "curve"},
+            "kind": vindex.KIND, "params": vindex.params(), "memory_bytes": int(vindex.memory_bytes())}))
     return out
 
 
 # ---------------------------------------------------------------------- peers
-def peer_contenders(X, Q, labels, truth, args) -> dict:
+def peer_contenders(X, labels, args) -> list[Contender]:
     import faiss
 
     Xn = unit(X).astype(np.float32)
-    Qn = unit(Q).astype(np.float32)
     masks = {f: np.flatnonzero(labels == f) for f in LABELS}
-    out = {}
+    out = []
     wanted = set(args.peers.split(","))
+    cache = Path(args.workdir) / f"peers-{args.source}-n{args.n}-d{args.dim}-s{args.seed}"
+    cache.mkdir(parents=True, exist_ok=True)
 
     if "faiss-flat" in wanted:
         flat = faiss.IndexFlatIP(args.dim)
         flat.add(Xn)
         sels = {f: faiss.IDSelectorBatch(masks[f].astype(np.int64)) for f in LABELS}
 
-        def run_flat(value, f):
+        def run_flat(value, f, flat=flat, sels=sels):
             params = None if f is None else faiss.SearchParameters(sel=sels[f])
             return lambda q: flat.search(q[None], K, params=params)[1][0]
 
-        out["faiss-flat"] = {"results": sweep("faiss-flat", [None], run_flat, Qn, truth, args)}
-        del flat
+        out.append(Contender("faiss-flat", [None], run_flat, unit_queries=True))
 
     if "faiss-hnsw" in wanted:
+        path = cache / "faiss-hnsw-m32-efc80.index"
         t0 = time.perf_counter()
-        h = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
-        h.hnsw.efConstruction = 80
-        with build_threads():
-            h.add(Xn)
+        loaded = path.is_file()
+        if loaded:
+            h = faiss.read_index(str(path))
+        else:
+            h = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            h.hnsw.efConstruction = 80
+            with build_threads():
+                h.add(Xn)
+            faiss.write_index(h, str(path))
         build_s = time.perf_counter() - t0
         sels = {f: faiss.IDSelectorBatch(masks[f].astype(np.int64)) for f in LABELS}
 
-        def run_fh(value, f):
+        def run_fh(value, f, h=h, sels=sels):
             params = faiss.SearchParametersHNSW(efSearch=value, sel=None if f is None else sels[f])
             return lambda q: h.search(q[None], K, params=params)[1][0]
 
-        out["faiss-hnsw"] = {"build_s": round(build_s, 1), "results": sweep("faiss-hnsw", EF_VALUES + (256, 1024),
-                                                                              run_fh, Qn, truth, args)}
-        del h
+        out.append(Contender("faiss-hnsw", list(EF_VALUES + (256, 1024)), run_fh, unit_queries=True,
+                             info={"build_s": None if loaded else round(build_s, 1), "loaded_saved_graph": loaded}))
 
     if "hnswlib" in wanted:
         try:
@@ -263,14 +363,20 @@ def peer_contenders(X, Q, labels, truth, args) -> dict:
         except ImportError:
             hnswlib = None
         if hnswlib is not None:
+            path = cache / "hnswlib-m32-efc80.bin"
             t0 = time.perf_counter()
             p = hnswlib.Index(space="ip", dim=args.dim)
-            p.init_index(max_elements=args.n, M=32, ef_construction=80, random_seed=100)
-            p.add_items(Xn, np.arange(args.n), num_threads=os.cpu_count() or 1)
+            loaded = path.is_file()
+            if loaded:
+                p.load_index(str(path), max_elements=args.n)
+            else:
+                p.init_index(max_elements=args.n, M=32, ef_construction=80, random_seed=100)
+                p.add_items(Xn, np.arange(args.n), num_threads=os.cpu_count() or 1)
+                p.save_index(str(path))
             build_s = time.perf_counter() - t0
             allowed = {f: set(masks[f].tolist()) for f in LABELS}
 
-            def run_hl(value, f):
+            def run_hl(value, f, p=p, allowed=allowed):
                 p.set_ef(value)
                 filt = None if f is None else allowed[f].__contains__
 
@@ -281,9 +387,8 @@ def peer_contenders(X, Q, labels, truth, args) -> dict:
                         return []
                 return q_
 
-            out["hnswlib"] = {"build_s": round(build_s, 1),
-                              "results": sweep("hnswlib", EF_VALUES + (256, 1024), run_hl, Qn, truth, args)}
-            del p
+            out.append(Contender("hnswlib", list(EF_VALUES + (256, 1024)), run_hl, unit_queries=True,
+                                 info={"build_s": None if loaded else round(build_s, 1), "loaded_saved_graph": loaded}))
 
     if "usearch" in wanted:
         try:
@@ -296,15 +401,14 @@ def peer_contenders(X, Q, labels, truth, args) -> dict:
             u.add(np.arange(args.n), Xn, threads=os.cpu_count() or 1)
             build_s = time.perf_counter() - t0
 
-            def run_us(value, f):
+            def run_us(value, f, u=u):
                 if f is not None:
                     return None  # no filter in usearch's Python search
                 u.expansion_search = value
                 return lambda q: u.search(q, K, threads=1).keys
 
-            out["usearch"] = {"build_s": round(build_s, 1),
-                              "results": sweep("usearch", EF_VALUES + (256,), run_us, Qn, truth, args, filters=(None,))}
-            del u
+            out.append(Contender("usearch", list(EF_VALUES + (256,)), run_us, filters=(None,), unit_queries=True,
+                                 info={"build_s": round(build_s, 1)}))
 
     if "lancedb" in wanted:
         try:
@@ -319,7 +423,7 @@ def peer_contenders(X, Q, labels, truth, args) -> dict:
                                                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(Xn.ravel()),
                                                                                                args.dim)}))
 
-            def run_ld(value, f):
+            def run_ld(value, f, table=table):
                 def q_(q):
                     s = table.search(q).metric("dot").limit(K).select(["id"])
                     if f is not None:
@@ -327,9 +431,37 @@ def peer_contenders(X, Q, labels, truth, args) -> dict:
                     return s.to_arrow()["id"].to_numpy()
                 return q_
 
-            out["lancedb-exact"] = {"results": sweep("lancedb-exact", [None], run_ld, Qn, truth, args)}
-            shutil.rmtree(d, ignore_errors=True)
+            out.append(Contender("lancedb-exact", [None], run_ld, unit_queries=True))
     return out
+
+
+def tables(out: dict) -> str:
+    """The results as two Markdown tables: every contender's best point per filter, and audiosim / best peer."""
+    cols = [str(f) for f in FILTERS]
+    head = ["no filter" if f == "None" else f"{out['selectivity'][f] * 100:g} %" for f in cols]
+    lines = ["| contender | build s | " + " | ".join(head) + " |", "|---" * (len(cols) + 2) + "|"]
+    for name, c in out["contenders"].items():
+        cells = []
+        for f in cols:
+            r = c["results"].get(f)
+            if r is None:
+                cells.append("–")
+            elif r["best_qps_at_target"] is None:
+                best = max(r["points"], key=lambda p: p["recall_at_10"], default=None)
+                cells.append("never >= target" + (f": best recall {best['recall_at_10']:.3f} ({best['setting']}, "
+                                                   f"{best['qps']:.0f} q/s)" if best else ""))
+            else:
+                cells.append(f"{r['best_qps_at_target']:.0f} q/s, recall {r['best_recall']:.3f}"
+                             + ("" if r["best_setting"] is None else f" ({r['best_setting']})"))
+        build = c.get("info", {}).get("build_s")
+        lines.append(f"| {name} | {'–' if build is None else build} | " + " | ".join(cells) + " |")
+    lines += ["", "| filter | audiosim best q/s | best peer q/s | ratio |", "|---|---|---|---|"]
+    for f, h in zip(cols, head):
+        r = out["ratios"][f]
+        ours = "–" if r["audiosim_best_qps"] is None else f"{r['audiosim_best_qps']:.0f} ({r['audiosim_best']})"
+        peer = "–" if r["peer_best_qps"] is None else f"{r['peer_best_qps']:.0f} ({r['peer_best']})"
+        lines.append(f"| {h} | {ours} | {peer} | {'–' if r['ratio'] is None else r['ratio']} |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- driver
@@ -344,11 +476,13 @@ def main() -> None:
     ap.add_argument("--esc50", default=None)
     ap.add_argument("--memory-budget", default="64M", help="for audiosim's auto kind")
     ap.add_argument("--target-recall", type=float, default=0.95)
-    ap.add_argument("--repeats", type=int, default=3, help="timed passes per setting (the median is reported)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds (the median pass of each point is reported)")
     ap.add_argument("--pass-seconds", type=float, default=3.0, help="time limit of one timed pass")
-    ap.add_argument("--audiosim-kinds", default="flat,hnsw,hnswlib,ivfpq,auto")
+    ap.add_argument("--audiosim-kinds", default="flat,hnsw,hnswlib,hnswpca,ivfpq,auto")
     ap.add_argument("--peers", default="faiss-flat,faiss-hnsw,hnswlib,usearch,lancedb")
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "audiosim-bench-peers"))
+    ap.add_argument("--lock", default=None, metavar="PATH",
+                    help="hold an exclusive flock on PATH during the timed rounds only (e.g. /tmp/bench.lock)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -371,20 +505,37 @@ def main() -> None:
            "selectivity": {f: round(float((labels == f).mean()), 5) for f in LABELS},
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_start": os.getloadavg(),
                        "threads": 1}, "contenders": {}}
-    if args.audiosim_kinds:
-        out["contenders"].update(audiosim_contenders(X, Q, labels, truth, args))
-    if args.peers:
-        out["contenders"].update(peer_contenders(X, Q, labels, truth, args))
+    contenders = audiosim_contenders(X, labels, args) + peer_contenders(X, labels, args)
+    points = {c.name: first_pass(c, Q, truth, args) for c in contenders}
+    lock = open(args.lock, "a") if args.lock else None
+    if lock is not None:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        out["machine"]["load_avg_timed_start"] = os.getloadavg()
+        t1 = time.perf_counter()
+        interleaved_timing(contenders, points, Q, args)
+        out["timed_s"] = round(time.perf_counter() - t1, 1)
+        out["machine"]["load_avg_timed_end"] = os.getloadavg()
+    finally:
+        if lock is not None:
+            lock.close()
+    for c in contenders:
+        out["contenders"][c.name] = {"info": c.info, "results": summarise(c, points[c.name], args)}
     out["machine"]["load_avg_end"] = os.getloadavg()
     ratios = {}
     for f in FILTERS:
         best = {name: c["results"].get(str(f), {}).get("best_qps_at_target") for name, c in out["contenders"].items()}
-        ours = max((v for n, v in best.items() if n.startswith("audiosim-") and v), default=None)
-        peers = max((v for n, v in best.items() if not n.startswith("audiosim-") and v), default=None)
-        ratios[str(f)] = {"audiosim_best_qps": ours, "peer_best_qps": peers,
-                          "ratio": round(ours / peers, 3) if ours and peers else None,
+        mine = {n: v for n, v in best.items() if n.startswith("audiosim-") and v}
+        peers = {n: v for n, v in best.items() if not n.startswith("audiosim-") and v}
+        a = max(mine, key=mine.get) if mine else None
+        p = max(peers, key=peers.get) if peers else None
+        ratios[str(f)] = {"audiosim_best_qps": mine.get(a), "audiosim_best": a, "peer_best_qps": peers.get(p),
+                          "peer_best": p, "ratio": round(mine[a] / peers[p], 3) if a and p else None,
                           "best": {n: v for n, v in best.items() if v}}
     out["ratios"] = ratios
+    print(tables(out), file=sys.stderr)
     print(json.dumps(out, indent=2))
 
 

@@ -11,10 +11,11 @@ from audiosim.indexes.kinds import KINDS, kind_names, load_index, make_index
 
 DIM = 32
 # small-data parameters: IVF cells sized for 3,000 vectors, PQ with 4 dimensions per code
-PARAMS = {"flat": {}, "sq8": {}, "hnsw": {"m": 16}, "hnswlib": {"m": 16}, "hnswsq": {"m": 16}, "ivf": {"nlist": 32, "nprobe": 8},
+PARAMS = {"flat": {}, "sq8": {}, "hnsw": {"m": 16}, "hnswlib": {"m": 16}, "hnswsq": {"m": 16},
+          "hnswpca": {"m": 16, "d": 24, "rerank": 0}, "ivf": {"nlist": 32, "nprobe": 8},
           "ivfsq8": {"nlist": 32, "nprobe": 8}, "ivfpq": {"nlist": 32, "nprobe": 8, "m": 8}}
 # recall@10 without re-ranking (compressed codes lose some neighbours) and with it
-MIN_RECALL = {"flat": 1.0, "sq8": 0.85, "hnsw": 0.95, "hnswlib": 0.95, "hnswsq": 0.85, "ivf": 0.9, "ivfsq8": 0.85, "ivfpq": 0.4}
+MIN_RECALL = {"flat": 1.0, "sq8": 0.85, "hnsw": 0.95, "hnswlib": 0.95, "hnswsq": 0.85, "hnswpca": 0.6, "ivf": 0.9, "ivfsq8": 0.85, "ivfpq": 0.4}
 EXACT = ("flat", "sq8")  # exhaustive: a filter always yields k hits when k are allowed
 
 
@@ -144,7 +145,7 @@ def test_save_load_round_trip_and_garbled_files(name, data, tmp_path):
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
     np.testing.assert_allclose(loaded.reconstruct(ids[[4, 9]]), index.reconstruct(ids[[4, 9]]), rtol=1e-6)
-    path = tmp_path / "idx" / ("hnswlib.bin" if name == "hnswlib" else "faiss.index")
+    path = tmp_path / "idx" / ("hnswlib.bin" if name in ("hnswlib", "hnswpca") else "faiss.index")
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))

@@ -65,3 +65,57 @@ def test_one_return_type_per_call_shape(seg_coll):
     assert [len(r) for r in v] == [1, 1] and all(isinstance(r, SearchResult) for r in v)
     hits, timing = s.search_timed(Query(id=by_kw[0].id), k=1, group="none")
     assert hits[0].id == by_kw[0].id and timing.total_ms >= 0
+
+
+def _vector_collection(root, rng, *, n=400, dim=24, ids_from=0, kind="hnsw"):
+    from audiosim.engine.store.indexing import ensure_index
+    from audiosim.engine.store.store import CollectionStore, Rows
+
+    emb = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": dim, "window_s": 1.0, "hop_s": 0.5}
+    pool = {"name": "mu", "sg_window": 9, "sg_order": 2, "delta_reduce": "absmean"}
+    coll = CollectionStore.create(root, embedder=emb, pooling=pool, index_kind=kind, index_params={"m": 8})
+    X = rng.standard_normal((n, dim)).astype(np.float32)
+    coll.append(Rows(path=[f"/synthetic/{i % 50}.wav" for i in range(n)], content_sha256=[f"{i:064x}" for i in range(n)],
+                     offset_s=np.arange(n) * 0.5, duration_s=np.full(n, 0.5), label=[f"l{i % 3}" for i in range(n)],
+                     embedding=X))
+    with coll.writer() as w:
+        if ids_from:
+            w.delete(range(ids_from))  # ids no longer a range starting at 0
+        ensure_index(w)
+    return coll, X
+
+
+@pytest.mark.parametrize("ids_from", [0, 7])
+def test_the_single_vector_path_answers_as_the_general_one(tmp_path, rng, one_faiss_thread, ids_from):
+    from audiosim.engine.search.searcher import Searcher
+
+    coll, X = _vector_collection(tmp_path / "c", rng, ids_from=ids_from)
+    s = Searcher(coll.root)
+    assert s._state.direct is not None
+    Q = rng.standard_normal((20, X.shape[1])).astype(np.float32)
+    for k in (1, 5, 10, 25):
+        for q in Q:
+            fast = s.search(vector=q, k=k)
+            general = s.search(vector=q[None, :], k=k)[0]  # a batch of one takes the general path
+            assert isinstance(fast, SearchResult) and fast.group == "none" and len(fast) == k
+            assert [h.id for h in fast] == [h.id for h in general]
+            assert [h.to_dict() | {"score": 0} for h in fast] == [h.to_dict() | {"score": 0} for h in general]
+            np.testing.assert_allclose([h.score for h in fast], [h.score for h in general], rtol=1e-5, atol=1e-6)
+            assert all(h.id >= ids_from for h in fast)
+    hits, timing = s.search_timed(vector=Q[0], k=3)
+    assert [h.id for h in hits] == [h.id for h in s.search(vector=Q[0], k=3)] and timing.search_ms >= 0
+    # what the single-vector path hands on: other dtypes, strided input, lists; errors come from the general path
+    assert [h.id for h in s.search(vector=Q[0].astype(np.float64), k=4)] == [h.id for h in s.search(vector=Q[0], k=4)]
+    assert [h.id for h in s.search(vector=np.repeat(Q[0], 2)[::2], k=4)] == [h.id for h in s.search(vector=Q[0], k=4)]
+    assert [h.id for h in s.search(vector=Q[0].tolist(), k=4)] == [h.id for h in s.search(vector=Q[0], k=4)]
+    bad = Q[0].copy()
+    bad[3] = np.nan
+    with pytest.raises(AudiosimError, match="finite"):
+        s.search(vector=bad, k=3)
+    with pytest.raises(AudiosimError, match="dimension"):
+        s.search(vector=Q[0][:5], k=3)
+    with pytest.raises(AudiosimError, match="k must be at least 1"):
+        s.search(vector=Q[0], k=0)
+    many = s.search(vector=Q[0], k=10 ** 6)  # k past the collection: what the graph reaches, each row once
+    assert [h.id for h in many] == [h.id for h in s.search(vector=Q[:1], k=10 ** 6)[0]]
+    assert 10 < len(many) <= len(X) - ids_from and len({h.id for h in many}) == len(many)

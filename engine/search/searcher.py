@@ -33,6 +33,7 @@ call does not grow with the collection.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,15 +82,6 @@ class Hit:
     tags: tuple = ()
     shared_tags: tuple = ()
 
-    @classmethod
-    def _row(cls, rank: int, score: float, id: int, path: str, label: str | None, offset_s: float,
-             duration_s: float) -> "Hit":
-        """A hit without tags, made without the frozen dataclass's per-field ``__init__`` (a search makes k of them)."""
-        hit = object.__new__(cls)
-        hit.__dict__.update(rank=rank, score=score, id=id, path=path, label=label, offset_s=offset_s,
-                            duration_s=duration_s, tags=(), shared_tags=())
-        return hit
-
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k not in ("tags", "shared_tags")}
         if self.tags:
@@ -135,6 +127,34 @@ class _State:
     class_map: object = None  # engine.tags.ClassMap of a collection with tags
     masks: dict = field(default_factory=dict)  # (filters, tag) -> the allowed-rows mask, for this revision
     gathered: dict = field(default_factory=dict)  # (filters, tag) -> the allowed vectors the planner scored exactly
+    direct: "_Direct | None" = None  # what a plain single-vector search needs (None: it takes the general path)
+
+
+@dataclass(frozen=True)
+class _Direct:
+    """The single-vector path's view of one loaded state, worked out once when it loads (see :meth:`Searcher.search`).
+
+    Only for states where a vector query needs nothing but the index call and the hits' metadata:
+    no post-processing, no stored tags, no segments (no grouping by default), at least one row.
+    """
+
+    index: object  # the VectorIndex
+    fetch: object  # ids -> stored vectors (exact re-ranking)
+    dim: int
+    cosine: bool
+    candidates: int  # results asked of the index for k <= MIN_CANDIDATES
+    rows: int
+    first_id: int | None  # the ids are first_id, first_id + 1, ...: a hit's row is its id - first_id
+
+
+def _direct(items: ItemTable, index, segment_s) -> "_Direct | None":
+    if index.postprocessor is not None or items.tag_ids is not None or segment_s or len(items) == 0:
+        return None
+    ids = items.ids
+    contiguous = int(ids[-1]) - int(ids[0]) == ids.size - 1  # sorted and unique: a range
+    vindex = index.index
+    return _Direct(index=vindex, fetch=index.fetch, dim=int(vindex.dim), cosine=vindex.metric == "cosine",
+                   candidates=min(MIN_CANDIDATES, len(items)), rows=len(items), first_id=int(ids[0]) if contiguous else None)
 
 
 def _state_key(m) -> tuple:
@@ -199,7 +219,8 @@ class Searcher:
             index = load_for_search(self.collection)
             if _state_key(self.collection.manifest) == key and index.revision == key[0]:
                 self._state = _State(items=items, index=index, revision=key[0], key=key,
-                                     class_map=self.collection.class_map)
+                                     class_map=self.collection.class_map,
+                                     direct=_direct(items, index, self.collection.segment_s))
                 return self._state
         raise CollectionChangingError(f"{self.collection.root} kept changing while it was loaded; try again")
 
@@ -288,13 +309,53 @@ class Searcher:
         into :class:`audiosim.engine.search.regions.Region` results; the default for segment collections),
         ``file`` (one result per file) or ``none`` (every hit; the default otherwise).
         """
+        if query is None and filters is None and group is None and len(fields) == 1 and "vector" in fields:
+            found = self._search_vector(fields["vector"], k)
+            if found is not None:
+                return found
         return self.search_timed(query, filters=filters, k=k, group=group, **fields)[0]
+
+    def _search_vector(self, vector, k) -> SearchResult | None:
+        """``search(vector=v, k=k)`` for the common case -- one finite float32 vector of the collection's dimension,
+        no filter, a collection whose state allows it (:class:`_Direct`) -- with nothing checked twice and as few
+        numpy calls as it takes (after the index call each one starts with cold caches); None for anything else
+        (the general path answers it -- the same hits, the scores equal up to float32 rounding -- and raises the
+        errors)."""
+        if type(vector) is not np.ndarray or vector.ndim != 1 or type(k) is not int or k < 1:
+            return None
+        if vector.dtype != np.float32 or not vector.flags.c_contiguous:
+            if vector.dtype.kind != "f":
+                return None
+            vector = np.ascontiguousarray(vector, dtype=np.float32)
+        state = self._current()
+        d = state.direct
+        if d is None or vector.shape[0] != d.dim:
+            return None
+        sq = float(np.dot(vector, vector))
+        if not math.isfinite(sq):  # NaN or infinity somewhere (or an overflow): the general path decides
+            return None
+        q = (vector * np.float32(1.0 / max(math.sqrt(sq), 1e-12)) if d.cosine else vector).reshape(1, -1)
+        scores, ids = d.index.search_prepared(q, d.candidates if k <= d.candidates else min(k, d.rows),
+                                              fetch=d.fetch)
+        scores, ids = scores[0], ids[0]
+        if ids[-1] < 0:  # fewer hits than asked (-1 ids sort last)
+            keep = ids >= 0
+            scores, ids = scores[keep], ids[keep]
+        if ids.size > k:
+            scores, ids = scores[:k], ids[:k]
+        pos = ids - d.first_id if d.first_id is not None else None
+        return SearchResult(self._hits(state.items, scores, ids, (), pos=pos), group="none")
 
     def search_timed(self, query: Query | None = None, *, filters: Filters | None = None, k: int = 10,
                      group: str | None = None, **fields) -> tuple[SearchResult | list[SearchResult], Timing]:
         """Like :meth:`search`, returning ``(results, Timing)``."""
 
         t0 = time.perf_counter()
+        if query is None and filters is None and group is None and len(fields) == 1 and "vector" in fields:
+            found = self._search_vector(fields["vector"], k)
+            if found is not None:
+                ms = (time.perf_counter() - t0) * 1e3
+                return found, Timing(search_ms=ms, total_ms=ms)
         query, filters = split_fields(query, filters, fields)
         if int(k) < 1:
             raise InvalidOptionError(f"k must be at least 1, got {k}")
@@ -536,17 +597,24 @@ class Searcher:
             out.append(self._hits(items, scores, ids, qtags))
         return out
 
-    def _hits(self, items: ItemTable, scores: np.ndarray, ids: np.ndarray, query_tags: tuple) -> list[Hit]:
-        """The hits of one query, their metadata gathered with one vectorised lookup (O(k log n))."""
-        pos = items.positions(ids)
+    def _hits(self, items: ItemTable, scores: np.ndarray, ids: np.ndarray, query_tags: tuple, *,
+              pos: np.ndarray | None = None) -> list[Hit]:
+        """The hits of one query, their metadata gathered with one vectorised lookup (O(k log n); ``pos``: the rows
+        of ``ids`` when the caller knows them)."""
+        if pos is None:
+            pos = items.positions(ids)
         if items.tag_ids is not None:
             return [self._hit(items, rank, s, int(p), query_tags) for rank, (s, p) in enumerate(zip(scores, pos), 1)]
         paths, labels = items.paths, items.labels
-        pc, lc = items.path_code[pos].tolist(), items.label_code[pos].tolist()
-        off, dur = items.offset_s[pos].tolist(), items.duration_s[pos].tolist()
-        make = Hit._row
-        return [make(r + 1, s, i, paths[pc[r]], labels[lc[r]] if lc[r] >= 0 else None, off[r], dur[r])
-                for r, (s, i) in enumerate(zip(scores.tolist(), ids.tolist()))]
+        new, hits = object.__new__, []
+        for r, (s, i, pc, lc, off, dur) in enumerate(zip(scores.tolist(), ids.tolist(), items.path_code[pos].tolist(),
+                                                          items.label_code[pos].tolist(), items.offset_s[pos].tolist(),
+                                                          items.duration_s[pos].tolist()), 1):
+            hit = new(Hit)  # no per-field frozen __init__: a search makes k of them
+            hit.__dict__.update(rank=r, score=s, id=i, path=paths[pc], label=labels[lc] if lc >= 0 else None,
+                                offset_s=off, duration_s=dur, tags=(), shared_tags=())
+            hits.append(hit)
+        return hits
 
 
 

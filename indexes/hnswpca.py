@@ -1,0 +1,150 @@
+"""HNSW over PCA-reduced vectors with an exact re-rank (kind ``hnswpca``): a small, quickly built graph.
+
+A graph walk over 1024-d float vectors reads 4 KiB per visited node; audio embeddings have a low
+intrinsic dimension, so the walk loses little when it runs on their first ``d`` principal
+components (default ``min(128, dim)``: 512 bytes per node) and the candidates it finds are re-scored
+exactly (recall@10 0.967 at 100k x 1024 audio-like vectors with the defaults, issue 22):
+
+* **train** fits the projection on a sample (at most :data:`PCA_TRAIN_ROWS` rows of the
+  prepared vectors -- unit length for cosine): their mean and the top ``d`` eigenvectors of their
+  covariance;
+* **add** projects the vectors (``x @ P.T``; distances between projections do not depend on the
+  mean) into an hnswlib graph (``m`` 16 links per node by default) in its ``l2`` space (Euclidean
+  distance is what a projection keeps; for unit vectors ``|a - b|^2 = 2 - 2 cos(a, b)``);
+* **search** projects the query, walks the graph for ``rerank x k`` candidates (default 2 x k;
+  ``ef_search``, default 32 and the tuned knob, at least that many) and re-scores them with the stored full vectors from
+  ``fetch`` (the collection's vector files, read exactly: O(candidates)), so the scores returned
+  are exact. ``rerank=0`` returns the graph's approximate scores instead (``1 - |a - b|^2 / 2``
+  in the reduced space for cosine) and needs no ``fetch``.
+
+Everything else is the ``hnswlib`` kind's (:mod:`audiosim.indexes.hnswlib_index`): int64 ids,
+deletes marked in the graph and kept as tombstones, ``allowed_ids`` through hnswlib's filter,
+graph kinds post-filtered by the planner. The index holds ``d`` floats per vector plus the links
+(about a sixth of the ``hnsw`` kind's memory at 1024-d), not the full vectors: those stay in the
+collection. On disk: ``hnswlib.bin`` and ``pca.npy`` (row 0 the mean, then the ``d`` components),
+each with its size and sha256 in ``index.json``. ``reconstruct`` returns the projection mapped back
+(an approximation, as for other compressed kinds). Needs hnswlib (``audiosim[hnswlib]``).
+
+Speed: the walk is bound by memory latency (one random access per visited node) more than by the
+bytes a node holds, and the re-rank reads ``rerank x k`` random rows of the vector files, so on
+the issue-22 VM this kind answered fewer queries per second through the Searcher than the
+``hnswlib`` kind (docs/search-speed.md); it builds about 3x faster and holds a sixth of the memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from audiosim.errors import VectorIndexError
+from audiosim.indexes.base import _write_npy, file_meta, id_array
+from audiosim.indexes.hnswlib_index import HnswlibIndex, _hnswlib
+
+PCA_FILE = "pca.npy"
+PCA_TRAIN_ROWS = 25_000  # rows the projection is fitted on (a seeded uniform subsample of what train() gets)
+DEFAULT_D = 128
+DEFAULT_RERANK = 2  # candidates re-ranked: 2 x k
+DEFAULT_M = 16  # links per node: with 32 recall was no higher at 100k (0.959 against 0.967 at ef 32, rerank 2)
+
+
+class HnswPcaIndex(HnswlibIndex):
+    """HNSW (hnswlib) over the first ``d`` principal components, candidates re-ranked exactly."""
+
+    KIND = "hnswpca"
+    TRAINED = True
+
+    def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu", rerank: int = DEFAULT_RERANK,
+                 d: int | None = None, m: int = DEFAULT_M, ef_construction: int = 80, ef_search: int = 32) -> None:
+        d = min(DEFAULT_D, int(dim)) if d is None else d
+        if not 1 <= int(d) <= int(dim):
+            raise VectorIndexError(f"the hnswpca index reduces dim {dim} to d components: d must be in 1..{dim}, "
+                                   f"got {d}")
+        self.d = int(d)
+        self._mean: np.ndarray | None = None
+        self._proj: np.ndarray | None = None  # [dim, d]: the graph holds x @ proj
+        self._shift: np.ndarray | None = None  # mean @ proj
+        self._explained: float | None = None  # fraction of the training sample's variance the d components keep
+        super().__init__(dim=dim, metric=metric, device=device, rerank=rerank, m=m, ef_construction=ef_construction,
+                         ef_search=ef_search)
+
+    # ------------------------------------------------------------------ the reduced space
+    def _new_graph(self):
+        return _hnswlib().Index(space="l2", dim=self.d)
+
+    def _graph_dim(self) -> int:
+        return self.d
+
+    def _to_graph(self, x: np.ndarray) -> np.ndarray:
+        if self._proj is None:
+            raise VectorIndexError("this hnswpca index is not trained: train() it on a sample (or add vectors) first")
+        return x @ self._proj  # not centred: distances between projections do not depend on the mean
+
+    def _graph_scores(self, dist: np.ndarray) -> np.ndarray:
+        return (1.0 - 0.5 * dist) if self.metric == "cosine" else dist
+
+    def _set_projection(self, mean: np.ndarray, components: np.ndarray) -> None:
+        self._mean = np.ascontiguousarray(mean, dtype=np.float32)
+        self._proj = np.ascontiguousarray(components.T, dtype=np.float32)
+        self._shift = (self._mean @ self._proj).astype(np.float32)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def is_trained(self) -> bool:
+        return self._proj is not None
+
+    def params(self) -> dict:
+        return {**super().params(), "d": self.d}
+
+    def code_bytes(self) -> int:
+        return 4 * self.d
+
+    def estimate_bytes(self, n: int, *, ondisk: bool = False) -> int:
+        # the reduced vectors and links (as the hnswlib kind counts them), plus the projection
+        return super().estimate_bytes(n) + 4 * (self.d + 1) * self.dim
+
+    def _train(self, x: np.ndarray) -> None:
+        if x.shape[0] > PCA_TRAIN_ROWS:
+            x = x[np.sort(np.random.default_rng(0).choice(x.shape[0], PCA_TRAIN_ROWS, replace=False))]
+        mean = x.mean(axis=0, dtype=np.float64)
+        xc = (x - mean).astype(np.float32)
+        cov = (xc.T @ xc).astype(np.float64) / max(1, x.shape[0] - 1)
+        values, vectors = np.linalg.eigh(cov)  # ascending
+        top = np.argsort(values)[::-1][: self.d]
+        self._set_projection(mean, vectors[:, top].T)
+        self._explained = float(values[top].sum() / max(values.sum(), 1e-30))
+
+    def sidecar(self) -> dict:
+        return {**super().sidecar(), "explained_variance": None if self._explained is None else round(self._explained, 5)}
+
+    # ------------------------------------------------------------------ reading back
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` mapped back from the reduced space (approximate)."""
+        arr = id_array(ids)
+        if arr.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        if self._removed.size and np.isin(arr, self._removed).any():
+            raise VectorIndexError(f"some of the ids {arr[:5].tolist()} were removed from the index")
+        try:
+            y = np.asarray(self._index.get_items(arr.astype(np.uint64), return_type="numpy"), dtype=np.float32)
+        except RuntimeError as e:
+            raise VectorIndexError(f"the index holds no vector for some of the ids {arr[:5].tolist()}: {e}") from None
+        return ((y - self._shift) @ self._proj.T + self._mean).astype(np.float32)
+
+    # ------------------------------------------------------------------ persistence
+    def _write_extra(self, d: Path) -> dict:
+        if self._proj is None:
+            raise VectorIndexError("cannot save an untrained hnswpca index: train() it or add vectors first")
+        return {PCA_FILE: file_meta(_write_npy(d / PCA_FILE, np.vstack([self._mean[None, :], self._proj.T])))}
+
+    def _load_extra(self, d: Path, sidecar: dict) -> None:
+        path = d / PCA_FILE
+        try:
+            stacked = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise VectorIndexError(f"cannot read {path}: {e}; rebuild the index with `audiosim index`") from None
+        if stacked.shape != (self.d + 1, self.dim):
+            raise VectorIndexError(f"{path} holds a {stacked.shape} projection, the sidecar says "
+                                   f"{(self.d + 1, self.dim)}; rebuild the index with `audiosim index`")
+        self._set_projection(stacked[0], stacked[1:])
+        self._explained = sidecar.get("explained_variance")
