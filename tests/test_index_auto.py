@@ -85,7 +85,7 @@ def test_plan_choices_follow_size_then_memory():
     assert plan_index(10 ** 6, 1024, memory_budget="8G").kind == "ivf"
     assert plan_index(10 ** 6, 1024, memory_budget="2G").kind == "ivfsq8"
     pq = plan_index(10 ** 6, 1024, memory_budget="512M", rerank_ok=True)
-    assert pq.kind == "ivfpq" and pq.params["m"] == 256 and pq.params["rerank"] == 10
+    assert pq.kind == "ivfpq" and pq.params["m"] == 256 and pq.params["rerank"] == 5
     assert plan_index(10 ** 6, 1024, memory_budget="100M").params["m"] == 64
     assert "rerank" not in plan_index(10 ** 6, 1024, memory_budget="512M").params  # no fetch, no re-ranking
     assert ivf_nlist(10 ** 6) == 2048 and ivf_nlist(100) == 2 and ivf_nlist(1) == 1

@@ -28,6 +28,7 @@ A fetch of ``k`` ids costs O(k log n): a binary search in the sorted ids of the 
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import threading
@@ -109,13 +110,15 @@ class VectorFile:
         with open(self.path, "rb") as f:
             head = f.read(HEADER)
             meta = f.read(12 * rows)
+            # a plain read-only array over the mapping: np.memmap indexes through Python code (2x slower per read)
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if rows else None
         if head[:8] != MAGIC or struct.unpack("<IIQ", head[8:24]) != (dim, 0, rows) or len(meta) != 12 * rows:
             raise CorruptCollectionError(f"{self.path} has a garbled header (not {rows} rows of {dim} floats); {fix}")
         self.ids = np.frombuffer(meta[: 8 * rows], dtype="<i8").astype(np.int64)
         self.crc = np.frombuffer(meta[8 * rows:], dtype="<u4")
         self.fix = fix
         self.rows, self.dim = int(rows), int(dim)
-        self.data = (np.memmap(self.path, dtype="<f4", mode="r", offset=data_offset(rows), shape=(rows, dim))
+        self.data = (np.frombuffer(mapped, dtype="<f4", count=rows * dim, offset=data_offset(rows)).reshape(rows, dim)
                      if rows else np.zeros((0, dim), np.float32))
         self._verified = np.zeros(rows, bool)
 
@@ -177,7 +180,7 @@ class VectorMap:
         if (parts == first).all():
             out[:] = self.files[first].read(rows)
             return out
-        for p in np.unique(parts):
-            sel = parts == p
-            out[sel] = self.files[int(p)].read(rows[sel])
+        order = np.argsort(parts, kind="stable")  # one sort, then one read per part touched
+        for seg in np.split(order, np.flatnonzero(np.diff(parts[order])) + 1):
+            out[seg] = self.files[int(parts[seg[0]])].read(rows[seg])
         return out
