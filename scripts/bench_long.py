@@ -9,26 +9,33 @@ Two cases, both built from real ESC-50 clips placed at known offsets (16 kHz mon
   with ``--segment`` / ``--segment-hop`` (and ``--skip-silence``); each placed clip's own file is
   then a query, grouped into regions: a **region hit** is a top-1 region that overlaps the span
   where the clip was placed (also reported at top 3).
-* ``--long`` (default 3600 s): a recording built the same way; ``--excerpts`` excerpts of random
-  length (``--excerpt-min``..``--excerpt-max`` s) are cut at random offsets (off the hop grid),
-  degraded the way users' excerpts are (``--conditions``: ``clean``; additive white noise
-  ``noise-60`` .. ``noise-30`` (dBFS RMS); ``gain+6`` / ``gain-6`` (dB); a lossy re-encode
+* ``--long`` (default 3600 s): ``--recordings`` recordings (default 2) built the same way from
+  disjoint clips, indexed into one collection; ``--excerpts`` excerpts per recording of random
+  length (``--excerpt-min``..``--excerpt-max`` s, default 5-30) are cut at random offsets (off the
+  hop grid), degraded the way users' excerpts are (``--conditions``: ``clean``; additive white
+  noise ``noise-60`` .. ``noise-30`` (dBFS RMS); ``gain+6`` / ``gain-6`` (dB); a lossy re-encode
   ``ogg`` (Vorbis) / ``mp3`` through soundfile; ``resample44k`` / ``resample22k`` (to that rate and
-  handed over at it)), and located with ``Searcher.locate``: **found** when the best location's
-  offset is within ``--tolerance`` s (default 0.5) of the true offset. Every condition uses the same
-  excerpts and is reported separately (found rate, median and p90 offset error, median confidence).
+  handed over at it)), and located with ``Searcher.locate``: **found** when the best location is
+  in the right recording and its offset within ``--tolerance`` s (default 0.5) of the true one.
+  Every condition uses the same excerpts and is reported separately: found rate, median and p90
+  offset error, median confidence and print correlation (``verified``), how many best locations
+  came from the fallback scan of the recordings (``scanned``), locate time, and each miss (where
+  it landed).
 
-Prints JSON (figures, settings, timings). Needs ESC-50 (``--esc50`` or ``$ESC50_ROOT``) and, for
-YAMNet, its weights (``$AUDIOSIM_MODELS``)::
+Prints JSON (figures, settings, timings, load average). Needs ESC-50 (``--esc50`` or
+``$ESC50_ROOT``) and, for YAMNet, its weights (``$AUDIOSIM_MODELS``). With ``--workdir`` the
+long case's recordings and collection are kept and reused by the next run with the same settings
+(``collection_reused``: the runs measure the same audio, and skip indexing it again)::
 
-    python scripts/bench_long.py --embedder yamnet --segment 2 --segment-hop 1 [--keep-silence] \
-        --short 0 --long 1200 --excerpts 50 --conditions clean,noise-60,noise-45,noise-30,gain+6,ogg,resample44k
+    flock /tmp/bench.lock python scripts/bench_long.py --short 0 --long 3600 --recordings 2 --excerpts 30 \
+        --workdir /tmp/bench-long
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -82,6 +89,8 @@ def short_case(esc, args, rng, work: Path, waves: dict, *, max_gap: float, overl
     rec, placed = build_recording([esc.clips[i] for i in order], seconds=args.short, max_gap=max_gap,
                                   overlap=overlap, rng=rng, waves=waves)
     folder = work / name
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(work / f"{name}_coll", ignore_errors=True)
     folder.mkdir()
     sf.write(folder / "recording.wav", rec, SR, subtype="FLOAT")
     index_s = _index(folder, work / f"{name}_coll", args)
@@ -101,46 +110,104 @@ def short_case(esc, args, rng, work: Path, waves: dict, *, max_gap: float, overl
             "query_ms_median": round(float(np.median(times)), 2)}
 
 
-def long_case(esc, args, rng, work: Path, waves: dict) -> dict:
+def long_recordings(esc, args, rng, work: Path, waves: dict) -> tuple[list, float, bool]:
+    """The long case's recordings, indexed: ([(path, samples, placements)], index seconds, reused).
+
+    ``--recordings`` recordings of ``--long`` s each, from disjoint clips (no clip sits in two of
+    them), in one folder and one collection. With ``--workdir`` a previous run's recordings and
+    collection are reused when they were built with the same settings (``long/settings.json``):
+    every run then measures the same audio without indexing it again.
+    """
     import soundfile as sf
 
+    folder, coll = work / "long", work / "long_coll"
+    settings = {"seed": args.seed, "long": args.long, "recordings": args.recordings, "max_gap": args.max_gap,
+                "overlap": args.overlap, "embedder": args.embedder, "weights": str(args.weights),
+                "pooling": args.pooling, "keep_silence": args.keep_silence, "segment": args.segment,
+                "segment_hop": args.segment_hop}
+    manifest = folder / "settings.json"
+    order = rng.permutation(len(esc.clips))
+    if manifest.exists() and coll.exists() and json.loads(manifest.read_text()) == settings:
+        recs = []
+        for r in range(args.recordings):
+            x, _ = sf.read(folder / f"recording_{r}.wav", dtype="float32")
+            placed = [tuple(p) for p in json.loads((folder / f"recording_{r}.json").read_text())]
+            recs.append((str((folder / f"recording_{r}.wav").resolve()), x, placed))
+        return recs, float(json.loads((folder / "index_seconds.json").read_text())), True
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(coll, ignore_errors=True)
+    folder.mkdir(parents=True)
+    share = len(order) // args.recordings
+    recs = []
+    for r in range(args.recordings):
+        mine = order[r * share:(r + 1) * share]
+        x, placed = build_recording([esc.clips[i] for i in mine], seconds=args.long, max_gap=args.max_gap,
+                                    overlap=args.overlap, rng=rng, waves=waves)
+        path = folder / f"recording_{r}.wav"
+        sf.write(path, x, SR, subtype="FLOAT")
+        (folder / f"recording_{r}.json").write_text(json.dumps(placed))
+        recs.append((str(path.resolve()), x, placed))
+    index_s = _index(folder, coll, args)
+    (folder / "index_seconds.json").write_text(json.dumps(index_s))
+    manifest.write_text(json.dumps(settings))
+    return recs, index_s, False
+
+
+def draw_excerpts(recs: list, args, rng) -> list[tuple[int, float, float, int]]:
+    """(recording, start_s, length_s, seed) of ``--excerpts`` excerpts per recording, at random offsets."""
+    drawn = []
+    for r, (_, x, _) in enumerate(recs):
+        duration = x.size / SR
+        for _ in range(args.excerpts):
+            length = float(rng.uniform(args.excerpt_min, args.excerpt_max))
+            start = float(rng.uniform(0, duration - length))
+            drawn.append((r, start, length, int(rng.integers(2**31))))
+    return drawn
+
+
+def long_case(esc, args, work: Path, waves: dict) -> dict:
     import audiosim
 
-    order = rng.permutation(len(esc.clips))
-    rec, placed = build_recording([esc.clips[i] for i in order], seconds=args.long, max_gap=args.max_gap,
-                                  overlap=args.overlap, rng=rng, waves=waves)
-    folder = work / "long"
-    folder.mkdir()
-    sf.write(folder / "recording.wav", rec, SR, subtype="FLOAT")
-    index_s = _index(folder, work / "long_coll", args)
+    recs, index_s, reused = long_recordings(esc, args, np.random.default_rng(args.seed), work, waves)
     searcher = audiosim.open_collection(work / "long_coll").searcher()
     tol = args.tolerance
-    duration = rec.size / SR
-    drawn = []
-    for _ in range(args.excerpts):
-        length = float(rng.uniform(args.excerpt_min, args.excerpt_max))
-        start = float(rng.uniform(0, duration - length))
-        drawn.append((start, length, int(rng.integers(2**31))))
+    drawn = draw_excerpts(recs, args, np.random.default_rng(args.seed + 1))
     conditions = {}
     for cond in [c.strip() for c in args.conditions.split(",") if c.strip()]:
-        errors, found, confidences, times = [], 0, [], []
-        for start, length, seed in drawn:
+        errors, found, confidences, times, misses, scanned, verified = [], 0, [], [], [], 0, []
+        for n, (r, start, length, seed) in enumerate(drawn):
+            path, rec, _ = recs[r]
             excerpt = rec[int(round(start * SR)):int(round((start + length) * SR))]
             wave, sr = degrade(excerpt, cond, np.random.default_rng(seed))
             t = time.perf_counter()
             locations = searcher.locate(waveform=wave, sample_rate=sr, max_files=3)
             times.append((time.perf_counter() - t) * 1e3)
-            err = abs(locations[0].offset_s - start) if locations else float("inf")
+            best = locations[0] if locations else None
+            right_file = best is not None and Path(best.path).resolve() == Path(path)
+            err = abs(best.offset_s - start) if right_file else float("inf")
             errors.append(err)
             found += err <= tol
-            confidences.append(locations[0].confidence if locations else 0.0)
-        conditions[cond] = {"found_rate": found / len(drawn), "median_offset_error_s": round(float(np.median(errors)), 3),
+            confidences.append(best.confidence if best else 0.0)
+            scanned += bool(best is not None and best.scanned)
+            if best is not None and best.verified is not None:
+                verified.append(best.verified)
+            if err > tol:
+                misses.append({"excerpt": n, "recording": r, "start_s": round(start, 2), "length_s": round(length, 2),
+                               "found_s": round(best.offset_s, 2) if best else None,
+                               "same_file": right_file, "confidence": round(best.confidence, 3) if best else None,
+                               "verified": None if best is None or best.verified is None else round(best.verified, 3),
+                               "scanned": bool(best is not None and best.scanned)})
+        conditions[cond] = {"found_rate": round(found / len(drawn), 4), "found": found, "excerpts": len(drawn),
+                            "median_offset_error_s": round(float(np.median(errors)), 3),
                             "p90_offset_error_s": round(float(np.percentile(errors, 90)), 3),
                             "median_confidence": round(float(np.median(confidences)), 3),
-                            "locate_ms_median": round(float(np.median(times)), 1)}
-    return {"recording_s": round(duration, 1), "max_gap_s": args.max_gap, "overlap_probability": args.overlap,
-            "excerpts": args.excerpts, "excerpt_s": [args.excerpt_min, args.excerpt_max], "tolerance_s": tol,
-            "index_seconds": round(index_s, 2), "conditions": conditions}
+                            "verified": len(verified), "median_verified": round(float(np.median(verified)), 3) if verified else None,
+                            "scanned": scanned, "locate_ms_median": round(float(np.median(times)), 1),
+                            "locate_ms_p90": round(float(np.percentile(times, 90)), 1), "misses": misses}
+    return {"recordings": len(recs), "recording_s": [round(x.size / SR, 1) for _, x, _ in recs],
+            "max_gap_s": args.max_gap, "overlap_probability": args.overlap,
+            "excerpts": len(drawn), "excerpt_s": [args.excerpt_min, args.excerpt_max], "tolerance_s": tol,
+            "index_seconds": round(index_s, 2), "collection_reused": reused, "conditions": conditions}
 
 
 def degrade(x: np.ndarray, condition: str, rng) -> tuple[np.ndarray, int]:
@@ -184,8 +251,9 @@ def main() -> None:
     ap.add_argument("--segment-hop", type=float, default=1.0)
     ap.add_argument("--short", type=float, default=200.0, help="length of the region-hit recording (s); 0 skips it")
     ap.add_argument("--long", type=float, default=3600.0, help="length of the excerpt-location recording (s); 0 skips it")
-    ap.add_argument("--excerpts", type=int, default=40)
-    ap.add_argument("--excerpt-min", type=float, default=10.0)
+    ap.add_argument("--recordings", type=int, default=2, help="long recordings (disjoint clips) in the located collection")
+    ap.add_argument("--excerpts", type=int, default=20, help="excerpts per long recording (all conditions use the same)")
+    ap.add_argument("--excerpt-min", type=float, default=5.0)
     ap.add_argument("--excerpt-max", type=float, default=30.0)
     ap.add_argument("--max-gap", type=float, default=1.0, help="largest silence between clips (s)")
     ap.add_argument("--overlap", type=float, default=0.15, help="probability that a clip starts before the previous ends")
@@ -198,7 +266,6 @@ def main() -> None:
     from audiosim.eval.esc50 import load_esc50
 
     esc = load_esc50(args.esc50)
-    rng = np.random.default_rng(args.seed)
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="audiosim-bench-long-"))
     work.mkdir(parents=True, exist_ok=True)
     out = {"embedder": args.embedder, "pooling": args.pooling, "skip_silence": not args.keep_silence,
@@ -215,10 +282,12 @@ def main() -> None:
                             "region_hit_rate_top3": float(np.mean([r["region_hit_rate_top3"] for r in runs])),
                             "per_recording_top1": [round(r["region_hit_rate_top1"], 4) for r in runs]}
         if args.long:
-            out["locate"] = long_case(esc, args, rng, work, waves)
+            out["locate"] = long_case(esc, args, work, waves)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
+    out["load_average_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
+    out["cpus"] = os.cpu_count()
     print(json.dumps(out, indent=2))
 
 

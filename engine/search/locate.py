@@ -30,6 +30,9 @@ the ranks tell the real one apart),
 and the mean and best score of the supporting matches. Files are ranked by votes, then by mean score (higher first
 for ``cosine``, lower first for ``euclidean``), then by first appearance.
 
+:func:`vote_places` ranks candidate *places* over all files instead (several per file when the
+excerpt's sound recurs), for :mod:`audiosim.engine.search.excerpt` to check on the audio.
+
 The query must be cut on the collection's grid, the one the ingest pipeline uses
 (:mod:`audiosim.engine.ingest.segments`). Pure numpy; it knows nothing of storage or search.
 """
@@ -76,11 +79,14 @@ class Location:
     support: tuple[Vote, ...]
     agreement: float = 0.0  # votes / n_segments
     refined: bool = False  # offset_s refined beyond the vote (:mod:`audiosim.engine.search.refine`)
+    verified: float | None = None  # the print correlation at offset_s (checked on the audio); None: votes only
+    scanned: bool = False  # found by scanning the recording's audio, not among the voted places
 
     def to_dict(self) -> dict:
         return {"rank": self.rank, "path": self.path, "offset_s": self.offset_s, "end_s": self.end_s,
                 "votes": self.votes, "n_segments": self.n_segments, "confidence": self.confidence,
-                "agreement": self.agreement, "refined": self.refined,
+                "agreement": self.agreement, "refined": self.refined, "verified": self.verified,
+                "scanned": self.scanned,
                 "mean_score": self.mean_score, "best_score": self.best_score}
 
 
@@ -167,6 +173,81 @@ def _best_bin(q: np.ndarray, bins: np.ndarray, goodness: np.ndarray, tol: int,
             best_key, best_rows = key, rows
     far = [w for b, w in supports.items() if abs(b + best_key[2]) > 2 * tol + 1]
     return best_rows, supports[-best_key[2]], max(far, default=0.0)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A candidate place of the excerpt: a file and an offset, with the support of the votes there."""
+
+    path: Any
+    offset_s: float
+    votes: int  # distinct query segments with a vote within ``tolerance_bins`` of the place's bin
+    weight: float  # their rank-weighted support (each query segment's best vote there weighs 1 / its rank)
+    mean_score: float
+    best_score: float
+
+
+def vote_places(query_index: np.ndarray, files: Sequence[Hashable], match_offset_s: np.ndarray, scores: np.ndarray,
+                query_offsets_s: np.ndarray, *, hop_s: float, metric: str = "cosine",
+                tolerance_bins: int = TOLERANCE_BINS, max_places: int = 8) -> list[Place]:
+    """The ``max_places`` best-supported places over all files, best first (same vote arrays as :func:`vote_offsets`).
+
+    Places are ranked by rank-weighted support, then by votes; a place's ``offset_s`` is the mean
+    of its supporting votes' offsets (each query segment's best match within ``tolerance_bins``).
+    Two places of one file are more than ``2 * tolerance_bins + 1`` bins apart, so their votes
+    never overlap: a recording where the excerpt's sound recurs gives one place per recurrence.
+    """
+    q = np.asarray(query_index, dtype=np.int64).reshape(-1)
+    c = np.asarray(match_offset_s, dtype=np.float64).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    qoff = np.asarray(query_offsets_s, dtype=np.float64).reshape(-1)
+    if not (q.size == c.size == s.size == len(files)):
+        raise LocateError(f"vote arrays differ in length: {q.size}, {len(files)}, {c.size}, {s.size}")
+    if not q.size:
+        return []
+    if q.min() < 0 or q.max() >= qoff.size:
+        raise LocateError(f"query_index must lie in [0, {qoff.size}) (one entry per query segment)")
+    if not (hop_s > 0) or tolerance_bins < 0:
+        raise LocateError(f"need hop_s > 0 and tolerance_bins >= 0, got {hop_s} and {tolerance_bins}")
+    sign = 1.0 if Metric.parse(metric).higher_is_closer else -1.0
+    codes: dict = {}
+    fc = np.array([codes.setdefault(f, len(codes)) for f in files], dtype=np.int64)
+    names = list(codes)
+    offsets = c - qoff[q]
+    bins = np.rint(offsets / hop_s).astype(np.int64)
+    good = sign * s
+    weight = _rank_weights(q, good)
+    # every vote counts for the bins within the tolerance of its own: rows (file, window bin, query segment, vote)
+    d = np.arange(-tolerance_bins, tolerance_bins + 1)
+    vote = np.repeat(np.arange(q.size), d.size)
+    wbin = (bins[:, None] + d[None, :]).reshape(-1)
+    # per (file, window bin, query segment) keep the best vote (highest goodness first)
+    order = np.lexsort((-good[vote], q[vote], wbin, fc[vote]))
+    vote, wbin = vote[order], wbin[order]
+    key = np.stack([fc[vote], wbin, q[vote]], axis=1)
+    first = np.ones(vote.size, dtype=bool)
+    first[1:] = (key[1:] != key[:-1]).any(axis=1)
+    vote, wbin = vote[first], wbin[first]
+    place_key = np.stack([fc[vote], wbin], axis=1)
+    uniq, start = np.unique(place_key, axis=0, return_index=True)  # rows are sorted by (file, bin) already
+    bounds = np.append(start, vote.size)
+    support_w = np.add.reduceat(weight[vote], start)  # the kept vote is its segment's best there: the best weight
+    n_votes = np.diff(bounds)
+    ranked = np.lexsort((-n_votes, -support_w))
+    out: list[Place] = []
+    taken: dict[int, list[int]] = {}
+    for i in ranked:
+        f, b = int(uniq[i][0]), int(uniq[i][1])
+        if any(abs(b - t) <= 2 * tolerance_bins + 1 for t in taken.get(f, [])):
+            continue
+        taken.setdefault(f, []).append(b)
+        rows = vote[bounds[i]:bounds[i + 1]]
+        out.append(Place(path=names[f], offset_s=float(offsets[rows].mean()), votes=int(rows.size),
+                         weight=float(support_w[i]), mean_score=float(s[rows].mean()),
+                         best_score=float(s[rows][np.argmax(good[rows])])))
+        if len(out) == max_places:
+            break
+    return out
 
 
 def locate(query_offsets_s: np.ndarray, hits_per_segment: Sequence[Sequence[Any]], *, hop_s: float,

@@ -1,13 +1,16 @@
-"""Refine an excerpt's offset in a recording beyond the segment grid: energy envelopes cross-correlated.
+"""Check a candidate place of an excerpt on the recording's audio, and refine its offset beyond the segment grid.
 
-The votes of :mod:`audiosim.engine.search.locate` place an excerpt to within a fraction of the
-segment hop. :func:`refine_offset` reads the stretch of the matched recording around that offset
-and slides the excerpt's RMS envelope (``ENVELOPE_HOP_S`` = 10 ms blocks) over the recording's,
-``search_s`` either way; the lag with the highest normalised correlation is the refined offset.
-An envelope is unchanged by a gain change (scale), barely moved by an added noise floor (a constant,
-removed with the mean), a lossy re-encode or resampling, and is cheap. When the recording cannot
-be read (moved, changed) or the correlation is weak (below ``MIN_CORRELATION``) the vote's offset
-stands: refinement never makes a location worse than the vote.
+The votes of :mod:`audiosim.engine.search.locate` name a few places, each to within about a hop.
+:func:`check_place` reads the stretch of the recording around a place (``search_s`` either way),
+prints it (:mod:`audiosim.engine.search.excerpt_print`, :data:`FINE`: 16 ms frames) and slides the
+excerpt's template over it; of the :data:`LAG_CANDIDATES` best-correlating lags, the one whose
+levels agree best both ways (:func:`audiosim.engine.search.excerpt_print.agreement`: a pause of
+the excerpt must not meet sound in the recording) is the refined offset, and the correlation
+there is how well the place holds the excerpt. The template counts only the excerpt's
+cells well above its own noise floor, centred per band, so an added noise floor, a gain change,
+a lossy re-encode or resampling leave a true place scoring high; the recording's digital silence
+is never excused where the excerpt has sound. When the recording cannot be read (moved,
+changed) the place is not checked (``None``) and the caller keeps the vote.
 """
 
 from __future__ import annotations
@@ -18,42 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from audiosim.engine.audio.decode import read_span, resample, to_mono_float
+from audiosim.engine.search.excerpt_print import FINE, PrintSpec, Template, agreement, correlate, log_mel_print
+from audiosim.errors import AudiosimError
 
-ENVELOPE_HOP_S = 0.01
-MIN_CORRELATION = 0.5
+LAG_CANDIDATES = 5  # best-correlating lags compared both ways (:func:`audiosim.engine.search.excerpt_print.agreement`)
+LAG_GAP_FRAMES = 4  # ... at least this many frames (64 ms) apart
 
 
 @dataclass(frozen=True)
 class Refined:
+    """A checked place: the excerpt's offset in the recording and the print correlation there."""
+
     offset_s: float
     correlation: float
-
-
-def envelope(x: np.ndarray, sample_rate: int, *, hop_s: float = ENVELOPE_HOP_S) -> np.ndarray:
-    """RMS of consecutive ``hop_s`` blocks (float64); a trailing partial block is dropped."""
-    n = max(int(round(hop_s * sample_rate)), 1)
-    m = x.size // n
-    if m == 0:
-        return np.zeros(0)
-    b = np.asarray(x[: m * n], dtype=np.float64).reshape(m, n)
-    return np.sqrt((b * b).mean(axis=1))
-
-
-def best_lag(query_env: np.ndarray, ref_env: np.ndarray) -> tuple[int, float]:
-    """(lag, normalised correlation): where ``query_env`` fits best inside ``ref_env`` (longer or equal)."""
-    q = query_env - query_env.mean()
-    qn = np.linalg.norm(q)
-    L = q.size
-    if L == 0 or ref_env.size < L or qn == 0:
-        return 0, 0.0
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    win = sliding_window_view(ref_env, L)  # [lags, L]
-    wc = win - win.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(wc, axis=1) * qn
-    corr = np.where(norms > 0, wc @ q / np.maximum(norms, 1e-300), 0.0)
-    i = int(np.argmax(corr))
-    return i, float(corr[i])
 
 
 def read_stretch(path: str | Path, *, start_s: float, end_s: float, sample_rate: int) -> np.ndarray:
@@ -64,16 +44,33 @@ def read_stretch(path: str | Path, *, start_s: float, end_s: float, sample_rate:
     return resample(to_mono_float(x, nan_policy="zero", source=str(path)), orig_sr=sr, target_sr=sample_rate)
 
 
-def refine_offset(query: np.ndarray, sample_rate: int, path: str | Path, coarse_s: float, *,
-                  search_s: float) -> Refined | None:
-    """The excerpt's offset in ``path`` within ``search_s`` of ``coarse_s``, or None when it cannot be trusted."""
-    dur = query.size / sample_rate
+def check_place(template: Template, path: str | Path, coarse_s: float, *, duration_s: float, search_s: float,
+                sample_rate: int, spec: PrintSpec = FINE) -> Refined | None:
+    """The best offset of the excerpt (``template``, printed with ``spec``) within ``search_s`` of ``coarse_s`` in
+    ``path``, with its correlation; None when the recording cannot be read or holds no such stretch."""
     start = max(coarse_s - search_s, 0.0)
     try:
-        ref = read_stretch(path, start_s=start, end_s=coarse_s + dur + search_s, sample_rate=sample_rate)
-    except Exception:  # the recording moved or changed since it was indexed: the vote's offset stands
+        ref = read_stretch(path, start_s=start, end_s=coarse_s + duration_s + search_s, sample_rate=sample_rate)
+    except (AudiosimError, OSError):  # the recording moved or changed since it was indexed: the vote stands
         return None
-    lag, corr = best_lag(envelope(query, sample_rate), envelope(ref, sample_rate))
-    if corr < MIN_CORRELATION:
+    levels = log_mel_print(ref, sample_rate, spec)
+    corr = correlate(template, levels)
+    if corr.size == 0:
         return None
-    return Refined(offset_s=start + lag * ENVELOPE_HOP_S, correlation=corr)
+    # the best few lags by correlation; of those, the one that agrees best both ways (a periodic sound
+    # correlates almost as well a period away, where a pause of the excerpt meets sound)
+    T = template.frames
+    lags = _peaks(corr, n=LAG_CANDIDATES, min_gap=LAG_GAP_FRAMES)
+    lag = max(lags, key=lambda i: agreement(template, levels[:, i:i + T]))
+    return Refined(offset_s=start + lag * spec.hop_s(sample_rate), correlation=float(corr[lag]))
+
+
+def _peaks(corr: np.ndarray, *, n: int, min_gap: int) -> list[int]:
+    """Up to ``n`` lags of the highest ``corr``, greedily, at least ``min_gap`` apart (best first)."""
+    out: list[int] = []
+    for i in np.argsort(-corr, kind="stable"):
+        if all(abs(int(i) - j) >= min_gap for j in out):
+            out.append(int(i))
+            if len(out) == n:
+                break
+    return out
