@@ -70,7 +70,9 @@ class SearchResult:
 
 
 def id_array(ids) -> np.ndarray:
-    """``ids`` as a contiguous 1-D int64 array."""
+    """``ids`` as a contiguous 1-D int64 array (``ids`` itself when it is one already)."""
+    if type(ids) is np.ndarray and ids.dtype == np.int64 and ids.ndim == 1 and ids.flags.c_contiguous:
+        return ids
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
 
 
@@ -103,6 +105,8 @@ class VectorIndex:
     TRAINED = False  # whether the kind learns a structure from data (the retrain policy applies)
     KNOB: str | None = None  # the search-time speed/recall attribute tune() adjusts
     FILTER_INSIDE = True  # False: a filter inside the index loses recall (graphs); filtered searches post-filter
+    FILTER_WIDENS = True  # a filtered search widens the knob by 1 / selectivity (IVF: only that share of a cell
+    # counts); False: the search itself goes on past the rejected vectors (hnswlib's filtered walk)
     PLAIN_SEARCH = True  # an unfiltered search at the index's own knob needs no FAISS parameter object
 
     def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu", rerank: int = 0) -> None:

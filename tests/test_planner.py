@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -64,9 +66,19 @@ def test_below_the_threshold_the_planner_equals_brute_force(synthetic_corpus, on
             np.testing.assert_allclose(s, ts, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind,params,strategy", [
+HNSWLIB = pytest.param(marks=pytest.mark.skipif(importlib.util.find_spec("hnswlib") is None,
+                                                 reason="the hnswlib kinds need the hnswlib extra"))
+
+
+def _with_hnswlib(*cases):
+    return [pytest.param(*c, marks=HNSWLIB.marks if c[0] in ("hnswlib", "hnswpca") else ()) for c in cases]
+
+
+@pytest.mark.parametrize("kind,params,strategy", _with_hnswlib(
     ("flat", {}, Strategy.INDEX), ("hnsw", {"m": 12, "ef_search": 16}, Strategy.POST),
-    ("ivf", {"nlist": 64, "nprobe": 2}, Strategy.INDEX)])
+    ("ivf", {"nlist": 64, "nprobe": 2}, Strategy.INDEX),
+    ("hnswlib", {"m": 12, "ef_search": 16}, Strategy.INDEX),
+    ("hnswpca", {"m": 12, "ef_search": 16, "d": 20, "rerank": 2}, Strategy.INDEX)))
 def test_above_the_threshold_recall_stays_high_at_every_selectivity(synthetic_corpus, one_faiss_thread, kind, params,
                                                                    strategy):
     X, Q, ids, fetch = synthetic_corpus
@@ -85,9 +97,10 @@ def test_above_the_threshold_recall_stays_high_at_every_selectivity(synthetic_co
             assert np.mean(recalls) == 1.0
 
 
-def test_a_wider_search_never_lowers_filtered_recall(synthetic_corpus, one_faiss_thread):
+@pytest.mark.parametrize("kind", _with_hnswlib(("hnsw",), ("hnswlib",)))
+def test_a_wider_search_never_lowers_filtered_recall(synthetic_corpus, one_faiss_thread, kind):
     X, Q, ids, fetch = synthetic_corpus
-    idx = _index("hnsw", X, ids, m=8, ef_search=16, ef_construction=40)
+    idx = _index(kind, X, ids, m=8, ef_search=16, ef_construction=40)
     rng = np.random.default_rng(3)
     masks = list(_masks(rng, 0.05, len(Q)))
     truths = [_truth(X, ids, m, q, 10)[1] for q, m in zip(Q, masks)]
@@ -114,6 +127,35 @@ def test_the_plan_widens_with_the_selectivity(synthetic_corpus, one_faiss_thread
     assert p.candidates == 70 and p.knob == 70
     hnsw.set_knob(500)  # the user's wider search is kept
     assert plan_filtered(hnsw, total=N, allowed=N // 2, k=10, exact_max_rows=0).knob == 500
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hnswlib") is None, reason="the hnswlib kind needs the hnswlib extra")
+def test_hnswlib_filters_inside_its_walk_at_its_own_ef_and_keeps_the_membership_set(synthetic_corpus):
+    X, Q, ids, fetch = synthetic_corpus
+    idx = _index("hnswlib", X, ids, m=8, ef_search=24)
+    p = plan_filtered(idx, total=N, allowed=N // 10, k=10, exact_max_rows=0)
+    assert (p.strategy, p.knob, p.candidates) == (Strategy.INDEX, 24, 10)  # no widening: the walk skips rejected nodes
+    idx.set_knob(300)  # the user's wider search is what the filtered walk uses
+    assert plan_filtered(idx, total=N, allowed=N // 10, k=10, exact_max_rows=0).knob == 300
+    idx.set_knob(24)
+    # the planner hands the index one read-only array per filter: its membership set is built once
+    mask = np.random.default_rng(4).random(N) < 0.3
+    cache: dict = {}
+    first = search_filtered(idx, Q[0], 10, mask=mask, ids=ids, fetch=fetch, exact_max_rows=0, cache=cache, cache_key="l")
+    (allowed,) = cache[("allowed", "l")]
+    assert not allowed.flags.writeable and allowed.tolist() == ids[mask].tolist()
+    test = idx._membership(allowed)
+    again = search_filtered(idx, Q[0], 10, mask=mask, ids=ids, fetch=fetch, exact_max_rows=0, cache=cache, cache_key="l")
+    assert idx._membership(allowed) is test and again[1].tolist() == first[1].tolist()
+    assert np.isin(first[1], ids[mask]).all()
+    writable = ids[mask].copy()  # a caller's array may change in place: never reused
+    assert idx._membership(writable) is not idx._membership(writable)
+    for n in range(6):  # at most MEMBER_SETS sets are kept
+        ro = ids[mask][n:].copy()
+        ro.setflags(write=False)
+        idx._membership(ro)
+    from audiosim.indexes.hnswlib_index import MEMBER_SETS
+    assert len(idx._members) == MEMBER_SETS
 
 
 def test_too_few_allowed_hits_fall_back_to_exact(synthetic_corpus, one_faiss_thread):

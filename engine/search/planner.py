@@ -10,11 +10,13 @@ call). :func:`plan_filtered` then picks one of three strategies:
   exactly. For a few thousand rows this is faster than any ANN walk and its recall is 1. The
   searcher keeps the gathered rows of recent filters (at most :data:`GATHER_CACHE_BYTES`), so
   repeated queries with one filter pay only the matrix product.
-* :attr:`Strategy.INDEX` for kinds that filter well inside FAISS (flat, SQ8, the IVF kinds): the
-  id selector goes into the search and the knob is widened for the selectivity
+* :attr:`Strategy.INDEX` for kinds that filter well inside the index (flat, SQ8, the IVF kinds,
+  hnswlib): the allowed ids go into the search. IVF kinds widen the knob for the selectivity
   ``s = m / n``: ``nprobe / s`` cells (at most all of them), because only a fraction ``s`` of
-  each visited cell counts. Exhaustive kinds need no widening.
-* :attr:`Strategy.POST` for graph kinds (``FILTER_INSIDE = False``): FAISS's filtered HNSW walk
+  each visited cell counts. Exhaustive kinds need no widening, and neither does hnswlib
+  (``FILTER_WIDENS = False``): its filtered walk goes on through rejected nodes until it holds
+  ``ef`` allowed ones (recall@10 0.985 at ef 16 with a 20 % filter, above its unfiltered 0.95).
+* :attr:`Strategy.POST` for FAISS's HNSW (``FILTER_INSIDE = False``): FAISS's filtered HNSW walk
   returns fewer than ``k`` hits, and worse ones, the harder it searches. Instead the graph is
   searched without the filter for ``c = ceil(POST_MARGIN * k / s) + k`` candidates with
   ``efSearch = max(ef_search, c)``, and the allowed ones are kept: the ``k``-th allowed
@@ -74,7 +76,7 @@ def plan_filtered(vindex, *, total: int, allowed: int, k: int, exact_max_rows: i
     s = allowed / max(1, total)
     own = getattr(vindex, vindex.KNOB) if vindex.KNOB else None
     if vindex.FILTER_INSIDE:
-        knob = None if own is None else int(math.ceil(own / s))
+        knob = None if own is None else (int(math.ceil(own / s)) if vindex.FILTER_WIDENS else int(own))
         return FilterPlan(Strategy.INDEX, int(allowed), int(total), k, knob)
     cand = int(min(total, math.ceil(POST_MARGIN * k / s) + k))
     return FilterPlan(Strategy.POST, int(allowed), int(total), cand, None if own is None else max(int(own), cand))
@@ -107,8 +109,7 @@ def search_filtered(vindex, q: np.ndarray, k: int, *, mask: np.ndarray, ids: np.
     ``cache`` / ``cache_key``: where to keep the gathered allowed vectors for later queries with the
     same mask (bounded by :data:`GATHER_CACHE_BYTES`).
     """
-    allowed_pos = np.flatnonzero(mask)
-    allowed = ids[allowed_pos]
+    allowed = _allowed_ids(mask, ids, cache, cache_key)
     plan = plan_filtered(vindex, total=ids.size, allowed=allowed.size, k=k, exact_max_rows=exact_max_rows)
     k = plan.candidates if plan.strategy is Strategy.EXACT else min(int(k), allowed.size)
     if k == 0:
@@ -148,6 +149,20 @@ def search_filtered(vindex, q: np.ndarray, k: int, *, mask: np.ndarray, ids: np.
         s, i = exact()
         return s, i, plan
     return s[keep][:k], i[keep][:k], plan
+
+
+def _allowed_ids(mask: np.ndarray, ids: np.ndarray, cache: dict | None, cache_key) -> np.ndarray:
+    """The ids ``mask`` allows, read-only; kept in ``cache`` per filter, so a repeated filter hands the index the
+    same array (hnswlib keeps the membership set of one: :meth:`audiosim.indexes.hnswlib_index.HnswlibIndex._membership`)."""
+    key = ("allowed", cache_key)
+    kept = cache.get(key) if cache is not None else None
+    if kept is not None:
+        return kept[0]
+    allowed = ids[np.flatnonzero(mask)]
+    allowed.setflags(write=False)
+    if cache is not None:
+        _remember(cache, key, (allowed,))
+    return allowed
 
 
 def _remember(cache: dict, key, prepared: tuple) -> None:

@@ -125,7 +125,9 @@ class VectorFile:
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The vectors at row positions ``rows`` (float32 [len(rows), dim]), each checked against its crc once."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.asarray(self.data[rows], dtype=np.float32)
+        out = self.data[rows]  # a copy; "<f4" is float32 on a little-endian machine, converted on others
+        if out.dtype != np.float32:
+            out = out.astype(np.float32)
         fresh = ~self._verified[rows]
         if fresh.any():
             for i in np.flatnonzero(fresh):
@@ -158,6 +160,8 @@ class VectorMap:
             self.ids, self.part, self.row = ids[order], part[order], row[order]
         else:
             self.ids, self.part, self.row = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+        # ids first, first + 1, ... (the store hands them out so): a position is an id minus the first
+        self.first = int(self.ids[0]) if self.ids.size and int(self.ids[-1]) - int(self.ids[0]) == self.ids.size - 1 else None
         self.lock = threading.Lock()
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
@@ -165,22 +169,28 @@ class VectorMap:
         ids = np.asarray(ids, dtype=np.int64)
         if self.ids.size == 0:
             return np.full(ids.shape, -1, np.int64)
+        if self.first is not None:
+            pos = ids - self.first
+            return np.where((pos >= 0) & (pos < self.ids.size), pos, -1)
         pos = np.minimum(np.searchsorted(self.ids, ids), self.ids.size - 1)
         return np.where(self.ids[pos] == ids, pos, -1)
 
     def gather(self, pos: np.ndarray, dim: int) -> np.ndarray:
-        """The vectors at map positions ``pos`` (all >= 0), in that order."""
+        """The vectors at map positions ``pos`` (all >= 0), in that order (a new array)."""
         pos = np.asarray(pos, dtype=np.int64)
-        out = np.empty((pos.size, dim), np.float32)
         if pos.size == 0:
-            return out
+            return np.empty((0, dim), np.float32)
+        if len(self.files) == 1:
+            return self.files[0].read(self.row[pos])
         parts = self.part[pos]
         rows = self.row[pos]
-        first = int(parts[0])
-        if (parts == first).all():
-            out[:] = self.files[first].read(rows)
-            return out
         order = np.argsort(parts, kind="stable")  # one sort, then one read per part touched
-        for seg in np.split(order, np.flatnonzero(np.diff(parts[order])) + 1):
-            out[seg] = self.files[int(parts[seg[0]])].read(rows[seg])
+        by_part = parts[order]
+        cuts = (np.flatnonzero(by_part[1:] != by_part[:-1]) + 1).tolist()
+        if not cuts:  # all in one part
+            return self.files[int(by_part[0])].read(rows)
+        out = np.empty((pos.size, dim), np.float32)
+        for start, end in zip([0] + cuts, cuts + [pos.size]):
+            seg = order[start:end]
+            out[seg] = self.files[int(by_part[start])].read(rows[seg])
         return out
