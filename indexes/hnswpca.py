@@ -18,8 +18,8 @@ exactly (recall@10 0.967 at 100k x 1024 audio-like vectors with the defaults, is
   in the reduced space for cosine) and needs no ``fetch``.
 
 Everything else is the ``hnswlib`` kind's (:mod:`audiosim.indexes.hnswlib_index`): int64 ids,
-deletes marked in the graph and kept as tombstones, ``allowed_ids`` through hnswlib's filter,
-graph kinds post-filtered by the planner. The index holds ``d`` floats per vector plus the links
+deletes marked in the graph and kept as tombstones, ``allowed_ids`` through hnswlib's filtered walk
+(the planner's filtered searches run inside it). The index holds ``d`` floats per vector plus the links
 (about a sixth of the ``hnsw`` kind's memory at 1024-d), not the full vectors: those stay in the
 collection. On disk: ``hnswlib.bin`` and ``pca.npy`` (row 0 the mean, then the ``d`` components),
 each with its size and sha256 in ``index.json``. ``reconstruct`` returns the projection mapped back
@@ -27,8 +27,9 @@ each with its size and sha256 in ``index.json``. ``reconstruct`` returns the pro
 
 Speed: the walk is bound by memory latency (one random access per visited node) more than by the
 bytes a node holds, and the re-rank reads ``rerank x k`` random rows of the vector files, so on
-the issue-22 VM this kind answered fewer queries per second through the Searcher than the
-``hnswlib`` kind (docs/search-speed.md); it builds about 3x faster and holds a sixth of the memory.
+the issue-22 VM this kind answered slightly fewer unfiltered queries per second through the
+Searcher than the ``hnswlib`` kind (5,160 against 5,627 at recall 0.96, docs/search-speed.md run 4)
+and the most with a 20 % filter (2,137); it builds about 3x faster and holds a sixth of the memory.
 """
 
 from __future__ import annotations
