@@ -195,3 +195,46 @@ def test_searcher_filters_equal_brute_force_on_random_labels(tmp_path, rng):
         assert [h.id for h in hits] == allowed[o[0]].tolist(), (trial, chosen)
         np.testing.assert_allclose([h.score for h in hits], s[0], rtol=1e-5, atol=1e-6)
         assert all(h.label in chosen for h in hits)
+
+
+@pytest.mark.parametrize("kind,params", _with_hnswlib(("flat", {}), ("hnsw", {"m": 8, "ef_search": 16}),
+                                                      ("hnswlib", {"m": 8, "ef_search": 16})))
+def test_the_single_label_fast_path_answers_as_the_general_path(tmp_path, rng, kind, params):
+    """search(vector=v, label="x") takes the searcher's fast path; it must return what the general path returns
+    (the same planner: exact for a rare label, inside the index for a common one) and nothing outside the label."""
+    from audiosim.engine.search.query import Filters
+    from audiosim.engine.search.searcher import Searcher
+    from audiosim.engine.store.indexing import ensure_index
+    from audiosim.engine.store.store import CollectionStore, Rows
+
+    emb = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": DIM, "window_s": 1.0, "hop_s": 0.5,
+           "weights_sha256": "ab" * 32}
+    pool = {"name": "mu", "sg_window": 9, "sg_order": 2, "delta_reduce": "absmean"}
+    coll = CollectionStore.create(tmp_path / "c", embedder=emb, pooling=pool, metric="cosine", index_kind=kind,
+                                  index_params=params)
+    n = 12000  # "common" holds ~9,000 rows: above the planner's exact threshold (8,192)
+    labels = rng.choice(["common", "rare", "other"], n, p=[0.75, 0.01, 0.24])
+    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    coll.append(Rows(path=[f"/synthetic/{i}.wav" for i in range(n)], content_sha256=[f"{i:064x}" for i in range(n)],
+                     offset_s=np.zeros(n), duration_s=np.full(n, 1.0), label=labels.tolist(), embedding=X))
+    with coll.writer() as w:
+        ensure_index(w)
+    searcher = Searcher(coll.root)
+    assert searcher._state.direct is not None  # the fast path applies to this collection
+    general_calls = []
+    timed = searcher.search_timed
+    searcher.search_timed = lambda *a, **kw: general_calls.append(kw) or timed(*a, **kw)
+    for trial in range(12):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        for label in ("common", "rare"):
+            fast = searcher.search(vector=q, k=7, label=label)
+            general = searcher.search(vector=q, k=7, filters=Filters.make(label=label))
+            assert [h.id for h in fast] == [h.id for h in general], (trial, label)
+            np.testing.assert_allclose([h.score for h in fast], [h.score for h in general], rtol=1e-5, atol=1e-6)
+            assert len(fast) == 7 and all(h.label == label for h in fast)
+            if label == "rare" or kind == "flat":  # exact: equal to brute force
+                allowed = np.flatnonzero(labels == label)
+                s, o = brute_force(X[allowed], q[None, :], 7, metric="cosine")
+                assert [h.id for h in fast] == allowed[o[0]].tolist()
+    assert searcher.search(vector=q, k=7, label="no-such-label") == []
+    assert len(general_calls) == 24 and all("filters" in kw for kw in general_calls)  # the fast calls never got there

@@ -309,18 +309,24 @@ class Searcher:
         into :class:`audiosim.engine.search.regions.Region` results; the default for segment collections),
         ``file`` (one result per file) or ``none`` (every hit; the default otherwise).
         """
-        if query is None and filters is None and group is None and len(fields) == 1 and "vector" in fields:
-            found = self._search_vector(fields["vector"], k)
-            if found is not None:
-                return found
+        if query is None and filters is None and group is None and "vector" in fields:
+            if len(fields) == 1:
+                found = self._search_vector(fields["vector"], k)
+                if found is not None:
+                    return found
+            elif len(fields) == 2 and type(fields.get("label")) is str:
+                found = self._search_vector(fields["vector"], k, label=fields["label"])
+                if found is not None:
+                    return found
         return self.search_timed(query, filters=filters, k=k, group=group, **fields)[0]
 
-    def _search_vector(self, vector, k) -> SearchResult | None:
-        """``search(vector=v, k=k)`` for the common case -- one finite float32 vector of the collection's dimension,
-        no filter, a collection whose state allows it (:class:`_Direct`) -- with nothing checked twice and as few
-        numpy calls as it takes (after the index call each one starts with cold caches); None for anything else
-        (the general path answers it -- the same hits, the scores equal up to float32 rounding -- and raises the
-        errors)."""
+    def _search_vector(self, vector, k, *, label: str | None = None) -> SearchResult | None:
+        """``search(vector=v, k=k)`` (or with one ``label`` filter) for the common case -- one finite float32 vector
+        of the collection's dimension, a collection whose state allows it (:class:`_Direct`) -- with nothing checked
+        twice and as few numpy calls as it takes (after the index call each one starts with cold caches); None for
+        anything else (the general path answers it -- the same hits, the scores equal up to float32 rounding -- and
+        raises the errors). A label filter goes through the planner as on the general path, with the same mask and
+        gathered-vector caches."""
         if type(vector) is not np.ndarray or vector.ndim != 1 or type(k) is not int or k < 1:
             return None
         if vector.dtype != np.float32 or not vector.flags.c_contiguous:
@@ -335,6 +341,16 @@ class Searcher:
         if not math.isfinite(sq):  # NaN or infinity somewhere (or an overflow): the general path decides
             return None
         q = (vector * np.float32(1.0 / max(math.sqrt(sq), 1e-12)) if d.cosine else vector).reshape(1, -1)
+        if label is not None:
+            filters = Filters(label=(label,))
+            mask = self._cached_mask(state, filters, None)
+            scores, ids, _ = search_filtered(d.index, q[0], max(k, MIN_CANDIDATES), mask=mask, ids=state.items.ids,
+                                             fetch=d.fetch, cache=state.gathered,
+                                             cache_key=(filters.label, None, None, None, None))
+            keep = ids >= 0
+            scores, ids = scores[keep][:k], ids[keep][:k]
+            pos = ids - d.first_id if d.first_id is not None else None
+            return SearchResult(self._hits(state.items, scores, ids, (), pos=pos), group="none")
         scores, ids = d.index.search_prepared(q, d.candidates if k <= d.candidates else min(k, d.rows),
                                               fetch=d.fetch)
         scores, ids = scores[0], ids[0]
