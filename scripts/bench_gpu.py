@@ -98,10 +98,13 @@ def section_ingest(ctx: dict) -> dict:
     out = {}
     for dev in ctx["devices"] if name in ("panns", "vae", "hf", "onnx") else ["cpu"]:
         coll = Path(ctx["tmp"]) / f"ingest_{dev}"
+        # on a GPU: decoding threads on every core feed the main thread, which embeds the windows of up to 64 files
+        # per forward pass (ThreadStage batching, for embedders that batch windows: panns)
+        workers = 2 if dev == "cpu" else max(2, os.cpu_count() or 2)
         r = audiosim.index_folder(ctx["root"], coll, embedder=name, device=None if dev == "cpu" else dev,
-                                  label_from="none")
+                                  label_from="none", workers=workers)
         out[dev] = {"embedder": name, "clips": r.embedded, "seconds": round(r.seconds, 2),
-                    "clips_per_s": round(r.clips_per_s, 1), "engine": r.engine}
+                    "clips_per_s": round(r.clips_per_s, 1), "engine": r.engine, "decode_threads": workers}
         ctx["ingest_collection"] = coll
     return out
 

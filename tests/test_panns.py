@@ -280,3 +280,25 @@ def test_fc_audioset_scores_per_window_with_the_audioset_names(embedder, officia
     custom.write_text("one\ntwo\n")
     with pytest.raises(WeightsFormatError, match="names 2 classes but the model's classifier has 527 outputs"):
         get_embedder("panns", weights=str(ckpt), class_map=str(custom)).class_names()
+
+
+def test_embed_batch_runs_windows_of_several_files_together_and_equals_each_file_alone(embedder, monkeypatch):
+    sr = 32000
+    waves = [_wave(3.2, sr, seed=1), _wave(0.8, sr, seed=2), _wave(1.7, sr, seed=3), _wave(0.1, sr, seed=4),
+             _wave(0.8, sr, seed=5)]
+    alone = [embedder.embed_frames_with_scores(w) for w in waves]
+    passes = []
+    run = embedder._run
+    monkeypatch.setattr(embedder, "_run", lambda segs: passes.append(len(segs)) or run(segs))
+    together = embedder.embed_batch(waves, scores=True)
+    # one pass per window length: the 1 s windows of the 3.2 s and 1.7 s files (5 + 2), the two 0.8 s clips
+    # (whole, same length), the 0.1 s clip (padded to the network's minimum)
+    assert sorted(passes) == [1, 2, 7]
+    assert embedder.BATCHES_WINDOWS
+    for (f, t, s), (fa, ta, sa) in zip(together, alone):
+        assert f.shape == fa.shape and f.dtype == np.float32
+        np.testing.assert_array_equal(t, ta)
+        np.testing.assert_allclose(f, fa, rtol=1e-4, atol=1e-4 * np.abs(fa).max())
+        np.testing.assert_allclose(s, sa, rtol=1e-4, atol=1e-4)
+    plain = embedder.embed_batch(waves[:2])
+    assert len(plain) == 2 and len(plain[0]) == 2

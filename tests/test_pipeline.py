@@ -155,3 +155,58 @@ def test_a_worker_with_another_model_refuses_to_embed():
     other = type(good)(**{**good.to_dict(), "weights_sha256": "0" * 64})
     with pytest.raises(CollectionMismatchError, match="same weights"):
         recipe(expect=other)()
+
+
+def _batching_mapper(calls: list, *, poison: float | None = None) -> EmbedMapper:
+    """A logmel EmbedMapper whose embedder says it batches windows; it records each embed_batch group, and a
+    waveform starting with ``poison`` makes it fail (a batch holding it fails as a whole)."""
+    base = make_embedder("logmel")
+
+    class Batching(type(base)):
+        BATCHES_WINDOWS = True
+
+        def embed_frames(self, waveform):
+            if poison is not None and waveform.size and waveform[0] == np.float32(poison):
+                raise ValueError("synthetic poisoned waveform")
+            return super().embed_frames(waveform)
+
+        def embed_batch(self, waveforms, *, scores=False):
+            calls.append(len(waveforms))
+            return [self.embed_frames(w) for w in waveforms]
+
+    base.__class__ = Batching
+    return EmbedMapper(base, PoolingSpec.parse("mu+sigma"))
+
+
+def test_a_batching_mapper_gets_groups_and_yields_what_one_by_one_yields(mixed_folder):
+    items = list(scan_folder(mixed_folder).items)
+    plain, p_stats = run_stage(ThreadStage(recipe()(), workers=2), items)
+    calls: list = []
+    batched, b_stats = run_stage(ThreadStage(_batching_mapper(calls), workers=2, batch_files=3), items)
+    assert calls and max(calls) == 3 and sum(calls) == len(plain)  # groups of up to 3; the bad files never batched
+    assert [it for it, _ in batched] == [it for it, _ in plain]
+    for (_, a), (_, b) in zip(plain, batched):
+        assert a.path == b.path and a.content_sha256 == b.content_sha256
+        np.testing.assert_array_equal(a.offset_s, b.offset_s)
+        assert np.array_equal(a.embedding, b.embedding)
+    assert b_stats.failures == p_stats.failures
+    calls.clear()
+    run_stage(ThreadStage(_batching_mapper(calls), workers=2, batch_files=64, batch_seconds=1.5), items)
+    assert max(calls) < 64  # the audio a group holds is bounded too
+
+
+def test_a_file_that_fails_its_batch_fails_alone(tmp_path):
+    folder = tmp_path / "synthetic"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        x = (0.1 * rng.standard_normal(SR)).astype(np.float32)
+        if i == 3:
+            x[0] = np.float32(0.5)  # the poisoned file
+        sf.write(folder / f"clip{i}.wav", x, SR, subtype="FLOAT")
+    items = list(scan_folder(folder).items)
+    calls: list = []
+    out, stats = run_stage(ThreadStage(_batching_mapper(calls, poison=0.5), workers=2, batch_files=4), items)
+    assert calls == [4, 3]
+    assert sorted(Path(it.path).name for it, _ in out) == [f"clip{i}.wav" for i in range(7) if i != 3]
+    assert [(Path(f["path"]).name, f["error"]) for f in stats.failures] == [("clip3.wav", "ValueError")]

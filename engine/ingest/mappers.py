@@ -16,7 +16,7 @@ from audiosim.engine.ingest.segments import segments_with_frames
 from audiosim.engine.models.pooling import PoolingSpec
 from audiosim.engine.models.tags import vector_tags
 from audiosim.engine.store.store import Rows
-from audiosim.errors import SilentAudioError
+from audiosim.errors import AudiosimError, SilentAudioError
 
 SILENCE_TOLERANCE = 1e-3  # relative L2 distance under which a frame counts as the digital-silence frame
 
@@ -151,9 +151,41 @@ class EmbedMapper:
             out = self.embedder.embed_frames(d.audio)
         return out[0], out[1], d.duration_s, d.sha256, (out[2] if self.tags else None)
 
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`map_batch` pays: the embedder runs the windows of several files in one forward pass."""
+        return bool(getattr(self.embedder, "BATCHES_WINDOWS", False))
+
+    def batchable(self, d: Decoded) -> bool:
+        """A decoded file :meth:`map_batch` embeds with others: in memory and no longer than one chunk."""
+        return d.error is None and d.audio is not None and d.audio.size / d.sample_rate <= self.chunk_s
+
+    def map_batch(self, ds: list[Decoded]) -> list:
+        """:meth:`__call__` of several :meth:`batchable` files, their windows embedded together
+        (:meth:`audiosim.engine.models.embedders.base.Embedder.embed_batch`): one :class:`Rows` or the exception
+        per file, in order. When the batch itself fails, each file is mapped alone, so one bad file fails alone."""
+        try:
+            outs = self.embedder.embed_batch([d.audio for d in ds], scores=self.tags)
+        except (AudiosimError, ValueError, MemoryError):
+            outs = None
+        results = []
+        for i, d in enumerate(ds):
+            try:
+                if outs is None:
+                    results.append(self(d))
+                else:
+                    o = outs[i]
+                    results.append(self._rows(d, o[0], o[1], d.duration_s, d.sha256, o[2] if self.tags else None))
+            except (AudiosimError, ValueError, MemoryError) as e:
+                results.append(e)
+        return results
+
     def __call__(self, d: Decoded) -> Rows:
+        return self._rows(d, *self.embed(d))
+
+    def _rows(self, d: Decoded, frames, times, duration, sha, scores) -> Rows:
+        """The rows of one file from its frame embeddings (and class scores when tagging)."""
         info = self.embedder.info
-        frames, times, duration, sha, scores = self.embed(d)
         t = np.asarray(times, dtype=np.float64)
         if self.frames:
             members = [np.array([i]) for i in range(len(t))]

@@ -206,18 +206,61 @@ def map_decoded(mapper: Callable[[Decoded], object], d: Decoded) -> Mapped:
 
 
 # ---------------------------------------------------------------------- stages
+BATCH_FILES = 64  # decoded files a batching mapper gets at once ...
+BATCH_SECONDS = 600.0  # ... holding at most this much audio (bounds the memory of a group)
+
+
 class ThreadStage:
-    """Decode ahead in ``workers`` threads (``reader``); map in the calling thread."""
+    """Decode ahead in ``workers`` threads (``reader``); map in the calling thread.
+
+    A mapper that batches (``mapper.batches`` true and a ``map_batch(list[Decoded])`` method, as
+    :class:`audiosim.engine.ingest.mappers.EmbedMapper` with an embedder that runs the windows of
+    several files in one forward pass) gets the decoded files in groups of up to ``batch_files``
+    files and ``batch_seconds`` of audio, so a GPU sees full batches instead of a clip's few
+    windows; files it cannot batch (errors, recordings streamed or longer than a chunk) are mapped
+    one by one, and the results come out in input order either way.
+    """
 
     def __init__(self, mapper: Callable[[Decoded], object], *, workers: int = 2,
-                 reader: Callable[..., Iterable[Decoded]] = read_items) -> None:
+                 reader: Callable[..., Iterable[Decoded]] = read_items, batch_files: int = BATCH_FILES,
+                 batch_seconds: float = BATCH_SECONDS) -> None:
         self.mapper, self.workers, self.reader = mapper, int(workers), reader
+        self.batch_files, self.batch_seconds = max(1, int(batch_files)), float(batch_seconds)
 
     def __call__(self, items: Sequence[FileItem], *, sample_rate: int, nan_policy: str = "error",
                  max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Iterator[Mapped]:
-        for d in self.reader(items, sample_rate=sample_rate, nan_policy=nan_policy, workers=self.workers,
-                             max_duration_s=max_duration_s):
+        decoded = self.reader(items, sample_rate=sample_rate, nan_policy=nan_policy, workers=self.workers,
+                              max_duration_s=max_duration_s)
+        if self.batch_files > 1 and getattr(self.mapper, "batches", False):
+            yield from self._batched(decoded)
+            return
+        for d in decoded:
             yield map_decoded(self.mapper, d)
+
+    def _batched(self, decoded: Iterable[Decoded]) -> Iterator[Mapped]:
+        group: list[Decoded] = []
+        seconds = 0.0
+        for d in decoded:
+            if not self.mapper.batchable(d):
+                yield from self._map_group(group)
+                group, seconds = [], 0.0
+                yield map_decoded(self.mapper, d)
+                continue
+            group.append(d)
+            seconds += d.duration_s
+            if len(group) >= self.batch_files or seconds >= self.batch_seconds:
+                yield from self._map_group(group)
+                group, seconds = [], 0.0
+        yield from self._map_group(group)
+
+    def _map_group(self, group: list[Decoded]) -> Iterator[Mapped]:
+        if not group:
+            return
+        for d, result in zip(group, self.mapper.map_batch(group)):
+            if isinstance(result, BaseException):
+                yield Mapped(item=d.item, sha256=d.sha256, duration_s=d.duration_s, failure=failure(d.item.path, result))
+            else:
+                yield Mapped(item=d.item, sha256=d.sha256, duration_s=d.duration_s, result=result)
 
 
 class ProcessStage:

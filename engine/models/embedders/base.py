@@ -52,14 +52,18 @@ class Embedder(abc.ABC):
     """
 
     info: EmbedderInfo
+    # True when :meth:`embed_batch` runs the windows of several waveforms through one forward pass (ingest then hands
+    # it the decoded files in groups: :class:`audiosim.engine.ingest.pipeline.ThreadStage`)
+    BATCHES_WINDOWS = False
 
     @abc.abstractmethod
     def embed_frames(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frame embeddings and their start times for one waveform."""
 
-    def embed_batch(self, waveforms: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Embed several waveforms; equals calling :meth:`embed_frames` on each."""
-        return [self.embed_frames(w) for w in waveforms]
+    def embed_batch(self, waveforms: Sequence[np.ndarray], *, scores: bool = False) -> list[tuple]:
+        """Embed several waveforms; equals calling :meth:`embed_frames` (``scores``: :meth:`embed_frames_with_scores`)
+        on each."""
+        return [self.embed_frames_with_scores(w) if scores else self.embed_frames(w) for w in waveforms]
 
     def options(self) -> dict:
         """The construction options needed to rebuild an equivalent embedder (stored in a collection)."""

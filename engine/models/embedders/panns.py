@@ -154,6 +154,30 @@ class PannsEmbedder(Embedder):
         return (np.concatenate(embs, axis=0).astype(np.float32, copy=False),
                 np.concatenate(scores, axis=0).astype(np.float32, copy=False))
 
+    BATCHES_WINDOWS = True
+
+    def embed_batch(self, waveforms, *, scores: bool = False) -> list[tuple]:
+        """:meth:`embed_frames` of several waveforms with their windows batched together: ``batch_size`` windows per
+        forward pass across the files (short clips fill a pass instead of running one or two windows each).
+        Windows are batched with windows of their own length (a clip shorter than one window is one shorter
+        window), so each file's frames equal a call of :meth:`embed_frames` on it (up to float rounding)."""
+        segments = [self._segments(w) for w in waveforms]
+        by_length: dict[int, list[tuple[int, int]]] = {}
+        for f, per_file in enumerate(segments):
+            for j, seg in enumerate(per_file):
+                by_length.setdefault(seg.size, []).append((f, j))
+        frames = [[None] * len(per_file) for per_file in segments]
+        clip_scores = [[None] * len(per_file) for per_file in segments]
+        for where in by_length.values():
+            emb, sc = self._run([segments[f][j] for f, j in where])
+            for row, (f, j) in enumerate(where):
+                frames[f][j], clip_scores[f][j] = emb[row], sc[row]
+        out = []
+        for fr, sc in zip(frames, clip_scores):
+            fr = np.stack(fr).astype(np.float32, copy=False)
+            out.append((fr, self.frame_times(fr.shape[0]), np.stack(sc)) if scores else (fr, self.frame_times(fr.shape[0])))
+        return out
+
     def embed_frames(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames, _ = self._run(self._segments(waveform))
         return frames, self.frame_times(frames.shape[0])
