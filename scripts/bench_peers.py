@@ -425,7 +425,7 @@ def peer_contenders(X, labels, args) -> list[Contender]:
 
             def run_ld(value, f, table=table):
                 def q_(q):
-                    s = table.search(q).metric("dot").limit(K).select(["id"])
+                    s = table.search(q).metric("dot").limit(K).select(["id", "_distance"])  # _distance named: no warning per query
                     if f is not None:
                         s = s.where(f"label = '{f}'", prefilter=True)
                     return s.to_arrow()["id"].to_numpy()
