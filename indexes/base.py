@@ -305,9 +305,13 @@ class VectorIndex:
         if self._removed.size and np.isin(arr, self._removed).any():
             raise VectorIndexError(f"some of the ids {arr[:5].tolist()} were removed from the index")
         try:
-            return np.stack([self._reconstruct_one(int(i)) for i in arr]).astype(np.float32)
+            return self._reconstruct_many(arr)
         except RuntimeError as e:
             raise VectorIndexError(f"the index holds no vector for some of the ids {arr[:5].tolist()}: {e}") from None
+
+    def _reconstruct_many(self, arr: np.ndarray) -> np.ndarray:
+        """The stored vectors of the (checked, live) ids ``arr``; a RuntimeError names an id the index lacks."""
+        return np.stack([self._reconstruct_one(int(i)) for i in arr]).astype(np.float32)
 
     def _reconstruct_one(self, i: int) -> np.ndarray:
         return self._index.reconstruct(i)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosim.errors import VectorIndexError
-from audiosim.indexes.base import SIDECAR, VectorIndex, file_meta, id_array
+from audiosim.indexes.base import SIDECAR, VectorIndex, file_meta
 from audiosim.indexes.hnsw import EF_SEARCH_VALUES
 from audiosim.indexes.vectors import Metric
 
@@ -145,16 +145,13 @@ class HnswlibIndex(VectorIndex):
     def _all_ids(self) -> np.ndarray:
         return np.sort(np.asarray(self._index.get_ids_list(), dtype=np.int64))
 
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        arr = id_array(ids)
-        if arr.size == 0:
-            return np.zeros((0, self.dim), np.float32)
-        if self._removed.size and np.isin(arr, self._removed).any():
-            raise VectorIndexError(f"some of the ids {arr[:5].tolist()} were removed from the index")
-        try:
-            return np.asarray(self._index.get_items(arr.astype(np.uint64), return_type="numpy"), dtype=np.float32)
-        except RuntimeError as e:
-            raise VectorIndexError(f"the index holds no vector for some of the ids {arr[:5].tolist()}: {e}") from None
+    def _reconstruct_many(self, arr: np.ndarray) -> np.ndarray:
+        return self._from_graph(np.asarray(self._index.get_items(arr.astype(np.uint64), return_type="numpy"),
+                                           dtype=np.float32))
+
+    def _from_graph(self, y: np.ndarray) -> np.ndarray:
+        """Vectors as the graph holds them, mapped back to this index's space (here: as they are)."""
+        return y
 
     # ------------------------------------------------------------------ searching
     def _candidates(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None) -> np.ndarray:

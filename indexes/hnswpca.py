@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosim.errors import VectorIndexError
-from audiosim.indexes.base import _write_npy, file_meta, id_array
+from audiosim.indexes.base import _write_npy, file_meta
 from audiosim.indexes.hnswlib_index import HnswlibIndex, _hnswlib
 
 PCA_FILE = "pca.npy"
@@ -119,17 +119,8 @@ class HnswPcaIndex(HnswlibIndex):
         return {**super().sidecar(), "explained_variance": None if self._explained is None else round(self._explained, 5)}
 
     # ------------------------------------------------------------------ reading back
-    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of ``ids`` mapped back from the reduced space (approximate)."""
-        arr = id_array(ids)
-        if arr.size == 0:
-            return np.zeros((0, self.dim), np.float32)
-        if self._removed.size and np.isin(arr, self._removed).any():
-            raise VectorIndexError(f"some of the ids {arr[:5].tolist()} were removed from the index")
-        try:
-            y = np.asarray(self._index.get_items(arr.astype(np.uint64), return_type="numpy"), dtype=np.float32)
-        except RuntimeError as e:
-            raise VectorIndexError(f"the index holds no vector for some of the ids {arr[:5].tolist()}: {e}") from None
+    def _from_graph(self, y: np.ndarray) -> np.ndarray:
+        """The reduced vectors mapped back (approximate: what the ``d`` components keep)."""
         return ((y - self._shift) @ self._proj.T + self._mean).astype(np.float32)
 
     # ------------------------------------------------------------------ persistence
