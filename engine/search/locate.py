@@ -91,16 +91,10 @@ class Location:
 
 
 # --------------------------------------------------------------------------- voting
-def vote_offsets(query_index: np.ndarray, files: Sequence[Hashable], match_offset_s: np.ndarray,
-                 scores: np.ndarray, query_offsets_s: np.ndarray, *, hop_s: float, metric: str = "cosine",
-                 query_duration_s: float | None = None, tolerance_bins: int = TOLERANCE_BINS,
-                 max_files: int | None = None) -> list[Location]:
-    """Locations from flat vote arrays: vote ``j`` says query segment ``query_index[j]`` matched
-    ``files[j]`` at ``match_offset_s[j]`` with ``scores[j]``.
-
-    ``query_offsets_s`` holds the start of every query segment (its length is the number of query
-    segments); ``query_duration_s`` (default: last segment start + hop) sets ``end_s``.
-    """
+def _vote_arrays(query_index, files, match_offset_s, scores, query_offsets_s, *, hop_s: float,
+                 tolerance_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The vote arrays as flat numpy arrays ``(query_index, match_offset_s, scores, query_offsets_s)``, checked:
+    equal lengths, indices of real query segments, ``hop_s > 0``, ``tolerance_bins >= 0``, finite values."""
     q = np.asarray(query_index, dtype=np.int64).reshape(-1)
     c = np.asarray(match_offset_s, dtype=np.float64).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -113,6 +107,21 @@ def vote_offsets(query_index: np.ndarray, files: Sequence[Hashable], match_offse
         raise LocateError(f"need hop_s > 0 and tolerance_bins >= 0, got {hop_s} and {tolerance_bins}")
     if not (np.isfinite(c).all() and np.isfinite(s).all()):
         raise LocateError("match offsets and scores must be finite")
+    return q, c, s, qoff
+
+
+def vote_offsets(query_index: np.ndarray, files: Sequence[Hashable], match_offset_s: np.ndarray,
+                 scores: np.ndarray, query_offsets_s: np.ndarray, *, hop_s: float, metric: str = "cosine",
+                 query_duration_s: float | None = None, tolerance_bins: int = TOLERANCE_BINS,
+                 max_files: int | None = None) -> list[Location]:
+    """Locations from flat vote arrays: vote ``j`` says query segment ``query_index[j]`` matched
+    ``files[j]`` at ``match_offset_s[j]`` with ``scores[j]``.
+
+    ``query_offsets_s`` holds the start of every query segment (its length is the number of query
+    segments); ``query_duration_s`` (default: last segment start + hop) sets ``end_s``.
+    """
+    q, c, s, qoff = _vote_arrays(query_index, files, match_offset_s, scores, query_offsets_s, hop_s=hop_s,
+                                 tolerance_bins=tolerance_bins)
     sign = 1.0 if Metric.parse(metric).higher_is_closer else -1.0
     n_q = max(int(qoff.size), 1)
     if query_duration_s is None:
@@ -197,18 +206,10 @@ def vote_places(query_index: np.ndarray, files: Sequence[Hashable], match_offset
     Two places of one file are more than ``2 * tolerance_bins + 1`` bins apart, so their votes
     never overlap: a recording where the excerpt's sound recurs gives one place per recurrence.
     """
-    q = np.asarray(query_index, dtype=np.int64).reshape(-1)
-    c = np.asarray(match_offset_s, dtype=np.float64).reshape(-1)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    qoff = np.asarray(query_offsets_s, dtype=np.float64).reshape(-1)
-    if not (q.size == c.size == s.size == len(files)):
-        raise LocateError(f"vote arrays differ in length: {q.size}, {len(files)}, {c.size}, {s.size}")
+    q, c, s, qoff = _vote_arrays(query_index, files, match_offset_s, scores, query_offsets_s, hop_s=hop_s,
+                                 tolerance_bins=tolerance_bins)
     if not q.size:
         return []
-    if q.min() < 0 or q.max() >= qoff.size:
-        raise LocateError(f"query_index must lie in [0, {qoff.size}) (one entry per query segment)")
-    if not (hop_s > 0) or tolerance_bins < 0:
-        raise LocateError(f"need hop_s > 0 and tolerance_bins >= 0, got {hop_s} and {tolerance_bins}")
     sign = 1.0 if Metric.parse(metric).higher_is_closer else -1.0
     codes: dict = {}
     fc = np.array([codes.setdefault(f, len(codes)) for f in files], dtype=np.int64)
