@@ -167,8 +167,8 @@ def test_too_few_allowed_hits_fall_back_to_exact(synthetic_corpus, one_faiss_thr
     assert sorted(i.tolist()) == sorted(ids[mask].tolist())
 
 
-def test_searcher_filters_equal_brute_force_on_random_labels(tmp_path, rng):
-    """Through Searcher.search: random label filters, ids and scores equal a numpy brute force over the allowed rows."""
+def _toy_searcher(tmp_path, kind: str, params: dict, labels: np.ndarray, X: np.ndarray):
+    """A Searcher over a collection of the synthetic vectors ``X`` labelled ``labels``, indexed with ``kind``."""
     from audiosim.engine.search.searcher import Searcher
     from audiosim.engine.store.indexing import ensure_index
     from audiosim.engine.store.store import CollectionStore, Rows
@@ -176,16 +176,22 @@ def test_searcher_filters_equal_brute_force_on_random_labels(tmp_path, rng):
     emb = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": DIM, "window_s": 1.0, "hop_s": 0.5,
            "weights_sha256": "ab" * 32}
     pool = {"name": "mu", "sg_window": 9, "sg_order": 2, "delta_reduce": "absmean"}
-    coll = CollectionStore.create(tmp_path / "c", embedder=emb, pooling=pool, metric="cosine", index_kind="hnsw",
-                             index_params={"m": 8, "ef_search": 16})
-    n = 3000
-    labels = rng.choice([f"l{i}" for i in range(30)], n, p=np.r_[[0.4, 0.2], np.full(28, 0.4 / 28)])
-    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    coll = CollectionStore.create(tmp_path / "c", embedder=emb, pooling=pool, metric="cosine", index_kind=kind,
+                                  index_params=params)
+    n = len(labels)
     coll.append(Rows(path=[f"/synthetic/{i}.wav" for i in range(n)], content_sha256=[f"{i:064x}" for i in range(n)],
                      offset_s=np.zeros(n), duration_s=np.full(n, 1.0), label=labels.tolist(), embedding=X))
     with coll.writer() as w:
         ensure_index(w)
-    searcher = Searcher(coll.root)
+    return Searcher(coll.root)
+
+
+def test_searcher_filters_equal_brute_force_on_random_labels(tmp_path, rng):
+    """Through Searcher.search: random label filters, ids and scores equal a numpy brute force over the allowed rows."""
+    n = 3000
+    labels = rng.choice([f"l{i}" for i in range(30)], n, p=np.r_[[0.4, 0.2], np.full(28, 0.4 / 28)])
+    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    searcher = _toy_searcher(tmp_path, "hnsw", {"m": 8, "ef_search": 16}, labels, X)
     for trial in range(25):
         chosen = rng.choice(np.unique(labels), rng.integers(1, 4), replace=False).tolist()
         q = rng.standard_normal(DIM).astype(np.float32)
@@ -203,23 +209,11 @@ def test_the_single_label_fast_path_answers_as_the_general_path(tmp_path, rng, k
     """search(vector=v, label="x") takes the searcher's fast path; it must return what the general path returns
     (the same planner: exact for a rare label, inside the index for a common one) and nothing outside the label."""
     from audiosim.engine.search.query import Filters
-    from audiosim.engine.search.searcher import Searcher
-    from audiosim.engine.store.indexing import ensure_index
-    from audiosim.engine.store.store import CollectionStore, Rows
 
-    emb = {"name": "toy", "version": "1", "sample_rate": 16000, "dim": DIM, "window_s": 1.0, "hop_s": 0.5,
-           "weights_sha256": "ab" * 32}
-    pool = {"name": "mu", "sg_window": 9, "sg_order": 2, "delta_reduce": "absmean"}
-    coll = CollectionStore.create(tmp_path / "c", embedder=emb, pooling=pool, metric="cosine", index_kind=kind,
-                                  index_params=params)
     n = 12000  # "common" holds ~9,000 rows: above the planner's exact threshold (8,192)
     labels = rng.choice(["common", "rare", "other"], n, p=[0.75, 0.01, 0.24])
     X = rng.standard_normal((n, DIM)).astype(np.float32)
-    coll.append(Rows(path=[f"/synthetic/{i}.wav" for i in range(n)], content_sha256=[f"{i:064x}" for i in range(n)],
-                     offset_s=np.zeros(n), duration_s=np.full(n, 1.0), label=labels.tolist(), embedding=X))
-    with coll.writer() as w:
-        ensure_index(w)
-    searcher = Searcher(coll.root)
+    searcher = _toy_searcher(tmp_path, kind, params, labels, X)
     assert searcher._state.direct is not None  # the fast path applies to this collection
     general_calls = []
     timed = searcher.search_timed
