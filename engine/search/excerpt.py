@@ -132,19 +132,20 @@ def locate_excerpt(searcher, state, wave: np.ndarray, *, filters, top_m: int, ma
         if r is not None:
             checked.append(Checked(place.path, r.offset_s, r.correlation, scanned=False))
     if max((c.correlation for c in checked), default=-1.0) < ACCEPT and scan_limit_s > 0:
-        checked += _scan(searcher, state, wave, filters, [loc.path for loc in locs], scan_limit_s=scan_limit_s,
-                         min_gap_s=SEPARATION_HOPS * hop)
+        checked += _scan(searcher, state, wave, template, filters, [loc.path for loc in locs],
+                         scan_limit_s=scan_limit_s, min_gap_s=SEPARATION_HOPS * hop)
     if not checked:
         return locs
     return _answer(_distinct(checked, SEPARATION_HOPS * hop), locs, state, Q, offsets, q, paths, match, score,
                    hop=hop, metric=coll.metric, duration=duration, max_files=max_files)
 
 
-def _scan(searcher, state, wave, filters, voted: list[str], *, scan_limit_s: float, min_gap_s: float) -> list[Checked]:
+def _scan(searcher, state, wave, template: Template, filters, voted: list[str], *, scan_limit_s: float,
+          min_gap_s: float) -> list[Checked]:
     """Scan the recordings (voted files first, then the rest the filters allow, within ``scan_limit_s``)."""
     sr = searcher.embedder.info.sample_rate
     items = state.items
-    mask = searcher._allowed(items, filters)
+    mask = searcher._cached_mask(state, filters, None)
     codes = items.path_code if mask is None else items.path_code[mask]
     length = np.zeros(len(items.paths))
     np.maximum.at(length, items.path_code, items.offset_s + items.duration_s)
@@ -156,7 +157,6 @@ def _scan(searcher, state, wave, filters, voted: list[str], *, scan_limit_s: flo
         if files and total > scan_limit_s:
             break
         files.append(p)
-    template = Template.of(log_mel_print(wave, sr, FINE))
     out = []
     for pk in scan_recordings(phase_templates(wave, sr), files, sample_rate=sr, min_gap_s=min_gap_s)[:SCAN_CHECKS]:
         r = check_place(template, pk.path, pk.offset_s, duration_s=wave.size / sr, search_s=SCAN_SEARCH_S,
