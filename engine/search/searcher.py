@@ -346,7 +346,7 @@ class Searcher:
             mask = self._cached_mask(state, filters, None)
             scores, ids, _ = search_filtered(d.index, q[0], max(k, MIN_CANDIDATES), mask=mask, ids=state.items.ids,
                                              fetch=d.fetch, cache=state.gathered,
-                                             cache_key=(filters.label, None, None, None, None))
+                                             cache_key=_mask_key(filters, None))
             keep = ids >= 0
             scores, ids = scores[keep][:k], ids[keep][:k]
             pos = ids - d.first_id if d.first_id is not None else None
@@ -543,7 +543,7 @@ class Searcher:
 
     def _cached_mask(self, state: _State, filters: Filters, tag_index: int | None) -> np.ndarray | None:
         """:meth:`_allowed` for the loaded revision, computed once per filter (the last :data:`MASK_CACHE` kept)."""
-        key = (filters.label, filters.path_prefix, filters.min_duration_s, filters.max_duration_s, tag_index)
+        key = _mask_key(filters, tag_index)
         mask = state.masks.get(key)
         if mask is None:
             mask = self._allowed(state.items, filters, tag_index)
@@ -590,7 +590,7 @@ class Searcher:
         if len(items) == 0:
             return [[] for _ in range(len(Q))]
         base = self._cached_mask(state, filters, tag_index)
-        mask_key = (filters.label, filters.path_prefix, filters.min_duration_s, filters.max_duration_s, tag_index)
+        mask_key = _mask_key(filters, tag_index)
         path_code = {p: i for i, p in enumerate(items.paths)} if filters.exclude_same_file else {}
         out = []
         for n, (q, own_path) in enumerate(zip(Q, own)):
@@ -632,6 +632,11 @@ class Searcher:
             hits.append(hit)
         return hits
 
+
+
+def _mask_key(filters: Filters, tag_index: int | None) -> tuple:
+    """What a filter's mask depends on: the key of the mask and gathered-vector caches of a loaded state."""
+    return (filters.label, filters.path_prefix, filters.min_duration_s, filters.max_duration_s, tag_index)
 
 
 def _stored(state: _State, ids: np.ndarray) -> np.ndarray:
