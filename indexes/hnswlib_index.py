@@ -29,6 +29,7 @@ hnswlib is an optional dependency (``pip install 'audiosim[hnswlib]'``); without
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from pathlib import Path
@@ -42,6 +43,8 @@ from audiosim.indexes.vectors import Metric
 
 HNSWLIB_FILE = "hnswlib.bin"
 MEMBER_SETS = 4  # membership sets kept for read-only allowed-id arrays (one per recent filter)
+POST_MARGIN = 1.5  # a post-filtered walk wants this many times the allowed hits it needs (see _walk)
+POST_MAX_CANDIDATES = 256  # the widest unfiltered walk a post-filter takes; a rarer filter walks through hnswlib's
 INSTALL = "pip install 'audiosim[hnswlib]' (or pip install hnswlib), or use --index-kind hnsw"
 
 
@@ -154,6 +157,31 @@ class HnswlibIndex(VectorIndex):
         return y
 
     # ------------------------------------------------------------------ searching
+    def search_prepared(self, q: np.ndarray, k: int, *, fetch=None, rerank: int | None = None,
+                        allowed: np.ndarray | None = None, knob: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The base class's :meth:`~audiosim.indexes.base.VectorIndex.search_prepared`; one query at this index's own
+        ``ef`` takes a short path (one graph walk, then the exact re-rank of its candidates), and everything
+        else -- a batch, a per-call knob, fewer vectors than asked, no ``fetch`` for a re-rank -- the general one."""
+        r = self.rerank if rerank is None else rerank
+        kk = k * r if r > 0 else k
+        if q.shape[0] != 1 or (knob is not None and knob != self.ef_search) or (r > 0 and fetch is None) or (
+                kk > self._index.element_count - self._removed.size) or (allowed is not None and allowed.size < kk):
+            return super().search_prepared(q, k, fetch=fetch, rerank=rerank, allowed=allowed, knob=knob)
+        try:
+            if allowed is None:
+                labels, dist = self._index.knn_query(self._to_graph(q), k=kk, num_threads=1)
+            else:
+                labels, dist = self._walk(self._to_graph(q), kk, allowed, need=k, pad=False)
+        except RuntimeError:  # fewer than kk reachable (a sparse filter): the general path pads
+            return super().search_prepared(q, k, fetch=fetch, rerank=rerank, allowed=allowed, knob=knob)
+        ids = labels.view(np.int64)
+        if r > 0:
+            return self._rerank_one(q[0], ids[0], k, fetch)
+        scores = self._graph_scores(dist)
+        if self.metric == "euclidean":
+            scores = np.sqrt(np.maximum(scores, 0.0))
+        return scores.astype(np.float32, copy=False), ids
+
     def _candidates(self, q: np.ndarray, k: int, allowed: np.ndarray | None, knob: int | None = None) -> np.ndarray:
         return self._search_raw(q, k, allowed, knob, want_scores=False)[1]
 
@@ -163,18 +191,17 @@ class HnswlibIndex(VectorIndex):
         if kk == 0:
             return (np.full((q.shape[0], k), -np.inf if self.metric == "cosine" else np.inf, np.float32),
                     np.full((q.shape[0], k), -1, np.int64))
-        filt = None if allowed is None else self._membership(allowed)
         ef = max(int(knob or self.ef_search), kk)
         g = self._to_graph(q)
         if ef != max(self.ef_search, kk):  # hnswlib searches with max(its ef, k) by itself
             with self._knob_lock:
                 self._index.set_ef(ef)
                 try:
-                    labels, dist = self._query(g, kk, filt)
+                    labels, dist = self._walk(g, kk, allowed, need=kk)
                 finally:
                     self._index.set_ef(self.ef_search)
         else:
-            labels, dist = self._query(g, kk, filt)
+            labels, dist = self._walk(g, kk, allowed, need=kk)
         if labels.shape[1] == k:  # all asked for (the common case): no padding
             return (self._graph_scores(dist) if want_scores else None), (
                 labels.view(np.int64) if labels.dtype == np.uint64 else labels)
@@ -184,25 +211,56 @@ class HnswlibIndex(VectorIndex):
         scores[:, :labels.shape[1]] = self._graph_scores(dist)
         return scores, ids
 
-    def _membership(self, allowed: np.ndarray):
-        """hnswlib's filter for ``allowed``: a set's membership test, kept for a read-only array (the same object
-        passed again, as the planner does for a repeated filter, reuses it instead of building the set again)."""
+    def _walk(self, g: np.ndarray, kk: int, allowed: np.ndarray | None, *, need: int, pad: bool = True):
+        """hnswlib's ``kk`` nearest of the graph-space queries ``g`` among the ``allowed`` ids (None: all):
+        ``(labels, distances)``, nearest first (``pad``: -1 labels where fewer are reachable; otherwise fewer
+        reachable is hnswlib's RuntimeError).
+
+        A filter that allows a good share of the graph is a post-filter (one query): the graph is walked
+        without it for ``c = max(kk, ef, POST_MARGIN x need) / s + kk`` candidates (``s``: the allowed share; about
+        ``max(kk, ef)`` of them allowed, as many as the filtered walk would hold), and the allowed ones kept when at least ``need`` of them are -- a walk in
+        C, no Python call per visited node (at 20 % on 100k x 1024 audio-like vectors, ``hnswpca``: 85 us and
+        recall@10 0.975 against 120 us and 0.981 through the filter). Otherwise, or when fewer come back,
+        hnswlib's filtered walk: it calls the membership test for every node it visits and walks on through
+        rejected ones until it holds ``ef`` allowed ones.
+        """
+        query = self._query if pad else self._knn
+        if allowed is None:
+            return query(g, kk, None)
+        members = self._membership(allowed)
+        if members and g.shape[0] == 1:
+            live = self._index.element_count - self._removed.size
+            c = int(math.ceil(max(kk, self._index.ef, POST_MARGIN * need) * live / len(members))) + kk
+            if c <= min(POST_MAX_CANDIDATES, live):
+                labels, dist = query(g, c, None)
+                keep = [j for j, i in enumerate(labels[0].tolist()) if i in members]  # a few dozen: no numpy calls
+                if len(keep) >= need:
+                    keep = keep[:kk]
+                    return labels[:, keep], dist[:, keep]
+        return query(g, kk, members.__contains__)
+
+    def _membership(self, allowed: np.ndarray) -> set:
+        """The set of the ``allowed`` ids (hnswlib's filter is its membership test), kept for a read-only array:
+        the same object passed again, as the planner does for a repeated filter, reuses it."""
         if allowed.flags.writeable:  # the caller may change it in place: no reuse
-            return set(allowed.tolist()).__contains__
+            return set(allowed.tolist())
         kept = self._members.get(id(allowed))
         if kept is not None and kept[0] is allowed:  # the array is held here, so its id is not reused meanwhile
             return kept[1]
-        test = set(allowed.tolist()).__contains__
+        found = set(allowed.tolist())
         members = dict(self._members)  # copy, change, swap: searching threads read the old dict meanwhile
         while len(members) >= MEMBER_SETS:
             members.pop(next(iter(members)))
-        members[id(allowed)] = (allowed, test)
+        members[id(allowed)] = (allowed, found)
         self._members = members
-        return test
+        return found
+
+    def _knn(self, q: np.ndarray, k: int, filt):
+        return self._index.knn_query(q, k=k, num_threads=1 if q.shape[0] == 1 else -1, filter=filt)
 
     def _query(self, q: np.ndarray, k: int, filt):
         try:
-            return self._index.knn_query(q, k=k, num_threads=1 if q.shape[0] == 1 else -1, filter=filt)
+            return self._knn(q, k, filt)
         except RuntimeError as e:  # fewer than k reachable (tiny or heavily filtered graphs): ask for fewer
             if k <= 1:
                 raise VectorIndexError(f"hnswlib found no neighbour ({e})") from None

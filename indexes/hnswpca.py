@@ -43,6 +43,8 @@ from audiosim.indexes.base import _write_npy, file_meta
 from audiosim.indexes.hnswlib_index import HnswlibIndex, _hnswlib
 
 PCA_FILE = "pca.npy"
+FULL_FILE = "vectors.npy"  # in_memory: the full prepared vectors, one row per graph node (insertion order)
+FULL_IDS_FILE = "vector_ids.npy"  # in_memory: the id of each of those rows
 PCA_TRAIN_ROWS = 25_000  # rows the projection is fitted on (a seeded uniform subsample of what train() gets)
 DEFAULT_D = 128
 DEFAULT_RERANK = 2  # candidates re-ranked: 2 x k
@@ -56,12 +58,17 @@ class HnswPcaIndex(HnswlibIndex):
     TRAINED = True
 
     def __init__(self, *, dim: int, metric: str = "cosine", device: str = "cpu", rerank: int = DEFAULT_RERANK,
-                 d: int | None = None, m: int = DEFAULT_M, ef_construction: int = 80, ef_search: int = 32) -> None:
+                 d: int | None = None, m: int = DEFAULT_M, ef_construction: int = 80, ef_search: int = 32,
+                 in_memory: bool = False) -> None:
         d = min(DEFAULT_D, int(dim)) if d is None else d
         if not 1 <= int(d) <= int(dim):
             raise VectorIndexError(f"the hnswpca index reduces dim {dim} to d components: d must be in 1..{dim}, "
                                    f"got {d}")
+        if type(in_memory) is not bool:
+            raise VectorIndexError(f"in_memory is true or false, got {in_memory!r}")
         self.d = int(d)
+        self.in_memory = in_memory
+        self._full = FullVectors(int(dim)) if in_memory else None
         self._mean: np.ndarray | None = None
         self._proj: np.ndarray | None = None  # [dim, d]: the graph holds x @ proj
         self._shift: np.ndarray | None = None  # mean @ proj
@@ -95,14 +102,16 @@ class HnswPcaIndex(HnswlibIndex):
         return self._proj is not None
 
     def params(self) -> dict:
-        return {**super().params(), "d": self.d}
+        return {**super().params(), "d": self.d, **({"in_memory": True} if self.in_memory else {})}
 
     def code_bytes(self) -> int:
         return 4 * self.d
 
     def estimate_bytes(self, n: int, *, ondisk: bool = False) -> int:
-        # the reduced vectors and links (as the hnswlib kind counts them), plus the projection
-        return super().estimate_bytes(n) + 4 * (self.d + 1) * self.dim
+        # the reduced vectors and links (as the hnswlib kind counts them), plus the projection (and the full
+        # vectors with their ids and the id -> row table when they are kept in memory)
+        return super().estimate_bytes(n) + 4 * (self.d + 1) * self.dim + (
+            int(n) * (4 * self.dim + 8 + 4) if self.in_memory else 0)
 
     def _train(self, x: np.ndarray) -> None:
         if x.shape[0] > PCA_TRAIN_ROWS:
@@ -115,6 +124,11 @@ class HnswPcaIndex(HnswlibIndex):
         self._set_projection(mean, vectors[:, top].T)
         self._explained = float(values[top].sum() / max(values.sum(), 1e-30))
 
+    def _add(self, ids: np.ndarray, x: np.ndarray) -> None:
+        super()._add(ids, x)
+        if self._full is not None:
+            self._full.add(ids, x)
+
     def sidecar(self) -> dict:
         return {**super().sidecar(), "explained_variance": None if self._explained is None else round(self._explained, 5)}
 
@@ -123,11 +137,38 @@ class HnswPcaIndex(HnswlibIndex):
         """The reduced vectors mapped back (approximate: what the ``d`` components keep)."""
         return ((y - self._shift) @ self._proj.T + self._mean).astype(np.float32)
 
+    def _reconstruct_many(self, arr: np.ndarray) -> np.ndarray:
+        if self._full is not None:  # the full vectors are here: exact
+            return self._full.get(arr)
+        return super()._reconstruct_many(arr)
+
+    # ------------------------------------------------------------------ searching
+    def search_prepared(self, q: np.ndarray, k: int, *, fetch=None, rerank: int | None = None,
+                        allowed: np.ndarray | None = None, knob: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As the hnswlib kind's; ``in_memory``: the re-rank reads the vectors held here, not ``fetch``."""
+        return super().search_prepared(q, k, fetch=self._full.get if self._full is not None else fetch,
+                                       rerank=rerank, allowed=allowed, knob=knob)
+
+    def _rerank_one(self, q: np.ndarray, cand: np.ndarray, k: int, fetch) -> tuple[np.ndarray, np.ndarray]:
+        if self._full is None or self.metric != "cosine" or cand.size == 0 or cand[-1] < 0:
+            return super()._rerank_one(q, cand, k, fetch)
+        # the held vectors are unit length and were checked finite when added: the inner products are the cosines
+        s = self._full.get(cand) @ q
+        order = np.lexsort((cand, -s))[:k]  # ties: the smaller id first, as exact.top_k ranks
+        if order.size < k:
+            return super()._rerank_one(q, cand, k, fetch)
+        return s[order][None, :], cand[order][None, :]
+
     # ------------------------------------------------------------------ persistence
     def _write_extra(self, d: Path) -> dict:
         if self._proj is None:
             raise VectorIndexError("cannot save an untrained hnswpca index: train() it or add vectors first")
-        return {PCA_FILE: file_meta(_write_npy(d / PCA_FILE, np.vstack([self._mean[None, :], self._proj.T])))}
+        files = {PCA_FILE: file_meta(_write_npy(d / PCA_FILE, np.vstack([self._mean[None, :], self._proj.T])))}
+        if self._full is not None:
+            ids, rows = self._full.arrays()
+            files[FULL_IDS_FILE] = file_meta(_write_npy(d / FULL_IDS_FILE, ids))
+            files[FULL_FILE] = file_meta(_write_npy(d / FULL_FILE, rows))
+        return files
 
     def _load_extra(self, d: Path, sidecar: dict) -> None:
         path = d / PCA_FILE
@@ -140,3 +181,71 @@ class HnswPcaIndex(HnswlibIndex):
                                    f"{(self.d + 1, self.dim)}; rebuild the index with `audiosim index`")
         self._set_projection(stacked[0], stacked[1:])
         self._explained = sidecar.get("explained_variance")
+        if self._full is not None:
+            try:
+                ids = np.load(d / FULL_IDS_FILE, allow_pickle=False)
+                rows = np.load(d / FULL_FILE, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise VectorIndexError(f"cannot read the vectors of {d}: {e}; rebuild the index with `audiosim index`"
+                                       ) from None
+            if ids.ndim != 1 or rows.shape != (ids.size, self.dim) or ids.size != int(sidecar.get("count", 0)) + int(
+                    sidecar.get("removed", 0)):
+                raise VectorIndexError(f"{d / FULL_FILE} holds {rows.shape} vectors for {ids.shape} ids, the sidecar "
+                                       f"says {sidecar.get('count')} + {sidecar.get('removed')} removed of dim {self.dim}; "
+                                       "rebuild the index with `audiosim index`")
+            self._full.add(ids.astype(np.int64), rows.astype(np.float32, copy=False))
+
+
+class FullVectors:
+    """The full vectors of an ``in_memory`` hnswpca index: rows in the order they were added, and an id -> row table.
+
+    Rows grow by half their capacity at a time (a build adds batch after batch); the table is a dense array
+    indexed by id while the ids are dense (at most 4 x the rows plus 2^20), else a sorted id array searched.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.n = 0
+        self._rows = np.zeros((0, dim), np.float32)
+        self._ids = np.zeros(0, np.int64)
+        self._row_of: np.ndarray | None = np.zeros(0, np.int32)  # dense: id -> row (-1: none)
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # sparse: (ids sorted, their rows)
+
+    def add(self, ids: np.ndarray, x: np.ndarray) -> None:
+        need = self.n + ids.size
+        if need > self._rows.shape[0]:
+            cap = max(need, self._rows.shape[0] + self._rows.shape[0] // 2)
+            rows = np.empty((cap, self.dim), np.float32)
+            rows[:self.n] = self._rows[:self.n]
+            ids_ = np.empty(cap, np.int64)
+            ids_[:self.n] = self._ids[:self.n]
+            self._rows, self._ids = rows, ids_
+        start, self.n = self.n, need
+        self._rows[start:need] = x
+        self._ids[start:need] = ids
+        if not ids.size:
+            return
+        top = max(int(ids.max()) + 1, self._row_of.size if self._row_of is not None else 0)
+        if self._row_of is not None and top <= 4 * need + (1 << 20) and need < (1 << 31):
+            if top > self._row_of.size:
+                self._row_of = np.concatenate([self._row_of, np.full(top - self._row_of.size, -1, np.int32)])
+            self._row_of[ids] = np.arange(start, need, dtype=np.int32)  # an id added again: its latest row
+        else:  # sparse ids: a sorted table (the latest row of an id added twice wins, as in the graph)
+            order = np.argsort(self._ids[:need], kind="stable")
+            keys = self._ids[:need][order]
+            last = np.r_[keys[1:] != keys[:-1], True]
+            self._row_of, self._sorted = None, (keys[last], order[last])
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of ``ids`` (ids held here; a copy)."""
+        if self._row_of is not None:
+            return self._rows[self._row_of[ids]]
+        keys, rows = self._sorted
+        return self._rows[rows[np.searchsorted(keys, ids)]]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, rows) in the order added."""
+        return self._ids[:self.n], self._rows[:self.n]
+
+    def nbytes(self) -> int:
+        return self._rows.nbytes + self._ids.nbytes + (self._row_of.nbytes if self._row_of is not None else 0)

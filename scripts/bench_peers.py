@@ -19,6 +19,7 @@ every core):
   ``Searcher.search(vector=..., k=10[, label=...])``: ``flat``, ``hnsw`` (FAISS), ``hnswlib``
   (hnswlib behind audiosim's interface), ``hnswpca`` (hnswlib over 128 principal components,
   candidates re-ranked exactly from the vector files; swept over (ef_search, rerank) pairs),
+  ``hnswpca-mem`` (the same with ``in_memory``: the index holds the full vectors for the re-rank),
   ``ivfpq`` (nlist ~ 2 sqrt(n), m = dim/8, exact re-rank 10 x k from the vector files) and
   ``auto`` (``--memory-budget``, default 64M); the search knob (``ef_search`` / ``nprobe``) is
   swept by setting it on the searcher's loaded index, as the index parameters would; filtered
@@ -215,6 +216,7 @@ AUDIOSIM_KINDS = {
     "hnsw": ("hnsw", {"m": 32, "ef_construction": 80}),
     "hnswlib": ("hnswlib", {"m": 32, "ef_construction": 80}),
     "hnswpca": ("hnswpca", None),  # m 16, ef_construction 80, d = min(128, dim), rerank 2 (the kind's defaults)
+    "hnswpca-mem": ("hnswpca", None),  # the same, in_memory: the full vectors held by the index for the re-rank
     "ivfpq": ("ivfpq", None),  # nlist ~ 2 sqrt(n), m = dim / 8, re-rank 10 x k: filled in from the data size
     "auto": ("auto", None),  # --memory-budget
 }
@@ -274,8 +276,9 @@ def audiosim_contenders(X, labels, args) -> list[Contender]:
         kind, params = AUDIOSIM_KINDS[name]
         if name == "ivfpq":
             params = {"nlist": ivf_nlist(args.n), "niter": 10, "m": args.dim // 8, "rerank": 10}
-        elif name == "hnswpca":
-            params = {"m": 16, "ef_construction": 80, "d": min(128, args.dim), "rerank": 2}
+        elif name in ("hnswpca", "hnswpca-mem"):
+            params = {"m": 16, "ef_construction": 80, "d": min(128, args.dim), "rerank": 2,
+                      **({"in_memory": True} if name == "hnswpca-mem" else {})}
         elif name == "auto":
             params = {"memory_budget": args.memory_budget}
         coll = CollectionStore.open(_kind_copy(root, name))
@@ -290,7 +293,7 @@ def audiosim_contenders(X, labels, args) -> list[Contender]:
         searcher = Searcher(coll.root)
         vindex = searcher._state.index.index
         knob = vindex.KNOB
-        if vindex.KIND == "hnswpca" and name != "auto":
+        if vindex.KIND == "hnswpca" and name != "auto":  # hnswpca, hnswpca-mem
             settings = list(PCA_SETTINGS)
         else:
             settings = [None] if knob is None or name == "auto" else (EF_VALUES if knob == "ef_search" else NPROBE_VALUES)
@@ -478,7 +481,7 @@ def main() -> None:
     ap.add_argument("--target-recall", type=float, default=0.95)
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (the median pass of each point is reported)")
     ap.add_argument("--pass-seconds", type=float, default=3.0, help="time limit of one timed pass")
-    ap.add_argument("--audiosim-kinds", default="flat,hnsw,hnswlib,hnswpca,ivfpq,auto")
+    ap.add_argument("--audiosim-kinds", default="flat,hnsw,hnswlib,hnswpca,hnswpca-mem,ivfpq,auto")
     ap.add_argument("--peers", default="faiss-flat,faiss-hnsw,hnswlib,usearch,lancedb")
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "audiosim-bench-peers"))
     ap.add_argument("--lock", default=None, metavar="PATH",

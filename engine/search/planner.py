@@ -103,11 +103,13 @@ def gather(vindex, fetch: Callable[[np.ndarray], np.ndarray], allowed: np.ndarra
 
 def search_filtered(vindex, q: np.ndarray, k: int, *, mask: np.ndarray, ids: np.ndarray, fetch,
                     exact_max_rows: int = EXACT_MAX_ROWS, exact_fallback_max: int = EXACT_FALLBACK_MAX,
-                    cache: dict | None = None, cache_key=None) -> tuple[np.ndarray, np.ndarray, FilterPlan]:
+                    cache: dict | None = None, cache_key=None, prepared: bool = False,
+                    ) -> tuple[np.ndarray, np.ndarray, FilterPlan]:
     """Top ``k`` of one query among the rows ``mask`` allows (``ids``: every row's id, sorted): (scores, ids, plan).
 
     ``cache`` / ``cache_key``: where to keep the gathered allowed vectors for later queries with the
-    same mask (bounded by :data:`GATHER_CACHE_BYTES`).
+    same mask (bounded by :data:`GATHER_CACHE_BYTES`). ``prepared``: ``q`` went through the index's
+    ``prepare`` already (float32, C-contiguous, unit length for cosine), so the index search skips it.
     """
     allowed = _allowed_ids(mask, ids, cache, cache_key)
     plan = plan_filtered(vindex, total=ids.size, allowed=allowed.size, k=k, exact_max_rows=exact_max_rows)
@@ -129,12 +131,12 @@ def search_filtered(vindex, q: np.ndarray, k: int, *, mask: np.ndarray, ids: np.
     knob, cand = plan.knob, plan.candidates
     for _ in range(MAX_WIDENINGS + 1):
         if plan.strategy is Strategy.INDEX:
-            res = vindex.search(q[None, :], k, allowed_ids=allowed, fetch=fetch, knob=knob)
-            s, i = res.scores[0], res.ids[0]
+            s, i = _index_search(vindex, q, k, fetch=fetch, allowed=allowed, knob=knob, prepared=prepared)
+            if i[-1] >= 0:  # all k found (missing ones, -1, come last)
+                return s, i, plan
             keep = i >= 0
         else:
-            res = vindex.search(q[None, :], cand, fetch=fetch, knob=knob)
-            s, i = res.scores[0], res.ids[0]
+            s, i = _index_search(vindex, q, cand, fetch=fetch, allowed=None, knob=knob, prepared=prepared)
             pos = np.minimum(np.searchsorted(ids, i), ids.size - 1)
             keep = (i >= 0) & (ids[pos] == i) & mask[pos]
         if int(keep.sum()) >= k:
@@ -149,6 +151,17 @@ def search_filtered(vindex, q: np.ndarray, k: int, *, mask: np.ndarray, ids: np.
         s, i = exact()
         return s, i, plan
     return s[keep][:k], i[keep][:k], plan
+
+
+def _index_search(vindex, q: np.ndarray, k: int, *, fetch, allowed: np.ndarray | None, knob: int | None,
+                  prepared: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One query's (scores [k], ids [k]) from the index (``allowed``: the read-only allowed ids, or None)."""
+    if prepared:
+        s, i = vindex.search_prepared(q[None, :], k, fetch=fetch, allowed=allowed, knob=knob)
+    else:
+        res = vindex.search(q[None, :], k, allowed_ids=allowed, fetch=fetch, knob=knob)
+        s, i = res.scores, res.ids
+    return s[0], i[0]
 
 
 def _allowed_ids(mask: np.ndarray, ids: np.ndarray, cache: dict | None, cache_key) -> np.ndarray:

@@ -495,15 +495,17 @@ class CollectionStore:
         O(k log n) through the parts' vector files; parts written before vector files existed are
         read from Parquet (only those whose id range holds a requested id).
         """
-        want = np.asarray(ids, dtype=np.int64).ravel()
+        want = ids if type(ids) is np.ndarray and ids.dtype == np.int64 and ids.ndim == 1 else np.asarray(
+            ids, dtype=np.int64).ravel()
         if want.size == 0:
             return np.zeros((0, self.dim), np.float32)
 
         def read(m: Manifest):
             vmap = self._vector_map(m)
+            found = vmap.take(want, m.dim)
+            if found is not None:
+                return found
             pos = vmap.positions(want)
-            if (pos >= 0).all():
-                return vmap.gather(pos, m.dim)
             out = np.empty((want.size, m.dim), np.float32)
             hit = pos >= 0
             out[hit] = vmap.gather(pos[hit], m.dim)

@@ -123,19 +123,23 @@ class VectorFile:
         self._verified = np.zeros(rows, bool)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors at row positions ``rows`` (float32 [len(rows), dim]), each checked against its crc once."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """The vectors at row positions ``rows`` (int64, in range; float32 [len(rows), dim]), each checked against its
+        crc once."""
         out = self.data[rows]  # a copy; "<f4" is float32 on a little-endian machine, converted on others
         if out.dtype != np.float32:
             out = out.astype(np.float32)
-        fresh = ~self._verified[rows]
-        if fresh.any():
-            for i in np.flatnonzero(fresh):
-                if zlib.crc32(out[i]) != int(self.crc[rows[i]]):
-                    raise CorruptCollectionError(f"{self.path} row {int(rows[i])} (id {int(self.ids[rows[i]])}) fails its "
-                                                 f"checksum (garbled); {self.fix}")
-            self._verified[rows[fresh]] = True
+        if not self._verified[rows].all():
+            self._verify(rows, out)
         return out
+
+    def _verify(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Check the rows read for the first time against their crcs, and remember them."""
+        fresh = ~self._verified[rows]
+        for i in np.flatnonzero(fresh):
+            if zlib.crc32(out[i]) != int(self.crc[rows[i]]):
+                raise CorruptCollectionError(f"{self.path} row {int(rows[i])} (id {int(self.ids[rows[i]])}) fails its "
+                                             f"checksum (garbled); {self.fix}")
+        self._verified[rows[fresh]] = True
 
     def verify_all(self) -> str | None:
         """Why the file's rows do not match their crcs, or None (reads every row)."""
@@ -162,7 +166,13 @@ class VectorMap:
             self.ids, self.part, self.row = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
         # ids first, first + 1, ... (the store hands them out so): a position is an id minus the first
         self.first = int(self.ids[0]) if self.ids.size and int(self.ids[-1]) - int(self.ids[0]) == self.ids.size - 1 else None
-        self.lock = threading.Lock()
+        # the files hold consecutive position ranges, in order (parts appended one after another): a position's file
+        # is found by a binary search in their first positions and its row is the position minus that (no lookups in
+        # the n-long part and row arrays, which a re-rank's few random positions would each miss in the cache)
+        starts = np.cumsum([0] + [f.rows for f in files[:-1]]).astype(np.int64)
+        self.starts = starts if files and (self.part == np.repeat(np.arange(len(files), dtype=np.int32),
+                                                                  [f.rows for f in files])).all() and (
+            self.row == np.arange(self.ids.size) - np.repeat(starts, [f.rows for f in files])).all() else None
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """Positions of ``ids`` in :attr:`ids` (-1 where absent)."""
@@ -175,22 +185,36 @@ class VectorMap:
         pos = np.minimum(np.searchsorted(self.ids, ids), self.ids.size - 1)
         return np.where(self.ids[pos] == ids, pos, -1)
 
+    def take(self, ids: np.ndarray, dim: int) -> np.ndarray | None:
+        """The vectors of ``ids`` (int64 [k]) in that order, or None when one of them is not here (the caller
+        then reads those from Parquet): :meth:`positions` and :meth:`gather` in as few steps as the common
+        case -- contiguous ids, parts in id order -- takes."""
+        if self.first is None or ids.size == 0:
+            pos = self.positions(ids)
+            return self.gather(pos, dim) if (pos >= 0).all() else None
+        pos = ids - self.first
+        if pos.min() < 0 or pos.max() >= self.ids.size:
+            return None
+        return self.gather(pos, dim)
+
     def gather(self, pos: np.ndarray, dim: int) -> np.ndarray:
         """The vectors at map positions ``pos`` (all >= 0), in that order (a new array)."""
         pos = np.asarray(pos, dtype=np.int64)
         if pos.size == 0:
             return np.empty((0, dim), np.float32)
-        if len(self.files) == 1:
-            return self.files[0].read(self.row[pos])
-        parts = self.part[pos]
-        rows = self.row[pos]
-        order = np.argsort(parts, kind="stable")  # one sort, then one read per part touched
-        by_part = parts[order]
-        cuts = (np.flatnonzero(by_part[1:] != by_part[:-1]) + 1).tolist()
-        if not cuts:  # all in one part
-            return self.files[int(by_part[0])].read(rows)
+        files = self.files
+        if len(files) == 1:
+            return files[0].read(pos if self.starts is not None else self.row[pos])
+        if self.starts is not None:
+            parts = np.searchsorted(self.starts, pos, side="right") - 1
+            rows = pos - self.starts[parts]
+        else:
+            parts, rows = self.part[pos], self.row[pos]
+        first = int(parts[0])
+        if (parts == first).all():
+            return files[first].read(rows)
         out = np.empty((pos.size, dim), np.float32)
-        for start, end in zip([0] + cuts, cuts + [pos.size]):
-            seg = order[start:end]
-            out[seg] = self.files[int(by_part[start])].read(rows[seg])
+        for i in np.unique(parts).tolist():  # one read per part touched
+            sel = parts == i
+            out[sel] = files[i].read(rows[sel])
         return out
