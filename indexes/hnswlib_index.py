@@ -217,10 +217,10 @@ class HnswlibIndex(VectorIndex):
         reachable is hnswlib's RuntimeError).
 
         A filter that allows a good share of the graph is a post-filter (one query): the graph is walked
-        without it for ``c = max(kk, ef, POST_MARGIN x need) / s + kk`` candidates (``s``: the allowed share; about
-        ``max(kk, ef)`` of them allowed, as many as the filtered walk would hold), and the allowed ones kept when at least ``need`` of them are -- a walk in
-        C, no Python call per visited node (at 20 % on 100k x 1024 audio-like vectors, ``hnswpca``: 85 us and
-        recall@10 0.975 against 120 us and 0.981 through the filter). Otherwise, or when fewer come back,
+        without it for ``c = max(kk, ef, POST_MARGIN x need) / s + kk`` candidates (``s``: the allowed
+        share; about as many allowed ones as the filtered walk would hold, and a margin), and the allowed ones
+        are kept when at least ``need`` of them are: a walk in C, with no Python call per visited node
+        (docs/search-speed.md, run 5: the 20 % label filter). Otherwise, or when fewer come back,
         hnswlib's filtered walk: it calls the membership test for every node it visits and walks on through
         rejected ones until it holds ``ef`` allowed ones.
         """
