@@ -17,6 +17,12 @@ exactly (recall@10 0.967 at 100k x 1024 audio-like vectors with the defaults, is
   are exact. ``rerank=0`` returns the graph's approximate scores instead (``1 - |a - b|^2 / 2``
   in the reduced space for cosine) and needs no ``fetch``.
 
+``in_memory=True`` keeps the full prepared vectors in the index instead (``vectors.npy`` and
+``vector_ids.npy`` beside the graph, with their sha256; about the ``hnsw`` kind's memory): the re-rank
+then reads them with one lookup and needs no ``fetch`` -- the fastest single-query kind in
+docs/search-speed.md (run 5). ``reconstruct`` then returns the exact vectors. ``auto`` never sets it (it
+picks this kind to save memory).
+
 Everything else is the ``hnswlib`` kind's (:mod:`audiosim.indexes.hnswlib_index`): int64 ids,
 deletes marked in the graph and kept as tombstones, ``allowed_ids`` through hnswlib's filtered walk
 (the planner's filtered searches run inside it). The index holds ``d`` floats per vector plus the links
