@@ -252,6 +252,3 @@ class FullVectors:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, rows) in the order added."""
         return self._ids[:self.n], self._rows[:self.n]
-
-    def nbytes(self) -> int:
-        return self._rows.nbytes + self._ids.nbytes + (self._row_of.nbytes if self._row_of is not None else 0)

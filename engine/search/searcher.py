@@ -347,17 +347,11 @@ class Searcher:
             scores, ids, _ = search_filtered(d.index, q[0], max(k, MIN_CANDIDATES), mask=mask, ids=state.items.ids,
                                              fetch=d.fetch, cache=state.gathered,
                                              cache_key=_mask_key(filters, None), prepared=True)
-            if ids.size and ids[-1] < 0:  # fewer hits than asked (-1 ids sort last)
-                keep = ids >= 0
-                scores, ids = scores[keep], ids[keep]
-            if ids.size > k:
-                scores, ids = scores[:k], ids[:k]
-            pos = ids - d.first_id if d.first_id is not None else None
-            return SearchResult(self._hits(state.items, scores, ids, (), pos=pos), group="none")
-        scores, ids = d.index.search_prepared(q, d.candidates if k <= d.candidates else min(k, d.rows),
-                                              fetch=d.fetch)
-        scores, ids = scores[0], ids[0]
-        if ids[-1] < 0:  # fewer hits than asked (-1 ids sort last)
+        else:
+            scores, ids = d.index.search_prepared(q, d.candidates if k <= d.candidates else min(k, d.rows),
+                                                  fetch=d.fetch)
+            scores, ids = scores[0], ids[0]
+        if ids.size and ids[-1] < 0:  # fewer hits than asked (-1 ids sort last)
             keep = ids >= 0
             scores, ids = scores[keep], ids[keep]
         if ids.size > k:
